@@ -1,0 +1,19 @@
+# Multi-stage build of the API and the streamer. cgo stays on: the Kafka
+# client is librdkafka (bundled by confluent-kafka-go), so the runtime image
+# needs glibc, hence Debian slim rather than scratch or distroless/static.
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+RUN CGO_ENABLED=1 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/ ./cmd/api ./cmd/streamer
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 userstream
+COPY --from=build /out/api /out/streamer /usr/local/bin/
+USER userstream
+EXPOSE 5000 8081
+CMD ["api"]

@@ -1,0 +1,29 @@
+# userstream: make up runs the stack, make test tests it. Both install what
+# they need (PostgreSQL from Debian's packages, Go modules) on a fresh machine.
+SHELL := bash
+.DEFAULT_GOAL := help
+
+.PHONY: help up down test build lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+up: ## run PostgreSQL, the broker, the API and the streamer in the foreground (Ctrl-C stops)
+	@scripts/up.sh
+
+down: ## stop everything make up started
+	@scripts/down.sh
+
+test: ## gofmt, vet, staticcheck, then the whole suite against a private PostgreSQL and broker
+	@scripts/test.sh
+
+build: ## build every program into bin/
+	go build -o bin/ ./cmd/...
+
+lint: ## gofmt, vet and staticcheck only
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	go vet ./...
+	go tool staticcheck ./...
+
+clean: down ## stop the stack and delete its data (.data/) and bin/
+	rm -rf .data bin

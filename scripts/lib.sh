@@ -1,0 +1,110 @@
+# Shared by the Makefile's scripts: installing what is missing and running a
+# project-local PostgreSQL cluster. Sourced, not executed.
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# pg_bin prints the newest installed PostgreSQL (>= 15) bin folder, or PG_BIN.
+pg_bin() {
+	if [ -n "${PG_BIN:-}" ]; then echo "$PG_BIN"; return 0; fi
+	local d
+	for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+		[ -x "$d/postgres" ] || continue
+		local major; major=$(basename "$(dirname "$d")")
+		if [ "${major%%.*}" -ge 15 ] 2>/dev/null; then echo "$d"; return 0; fi
+	done
+}
+
+# apt_install installs Debian packages when running as root (the CI and
+# development machines); otherwise it says what to install.
+apt_install() {
+	if [ "$(id -u)" -ne 0 ]; then die "missing $*: install them (apt-get install $*) or set PG_BIN"; fi
+	if [ -z "${_apt_updated:-}" ]; then
+		log "installing $* (apt-get)..."
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || die "apt-get update failed"
+		_apt_updated=1
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null || die "apt-get install $* failed"
+}
+
+# ensure_deps installs PostgreSQL when no server >= 15 is present.
+ensure_deps() {
+	command -v go >/dev/null || die "Go is not installed (https://go.dev/dl/); Go 1.26 or newer is needed"
+	if [ -z "$(pg_bin)" ]; then apt_install postgresql-15 postgresql-client-15; fi
+	[ -n "$(pg_bin)" ] || die "no PostgreSQL >= 15 found after install; set PG_BIN"
+}
+
+# as_pg runs a command as the cluster's owner: postgres when we are root
+# (initdb refuses root), ourselves otherwise.
+as_pg() {
+	if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# port_in_use PORT: true when something accepts TCP connections on 127.0.0.1:PORT.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# free_port prints a port nothing listens on (racy by nature; callers retry).
+free_port() {
+	local p
+	for _ in $(seq 1 50); do
+		p=$(( (RANDOM % 20000) + 30000 ))
+		port_in_use "$p" || { echo "$p"; return 0; }
+	done
+	die "no free port found"
+}
+
+# pg_init DIR: a new cluster with logical replication, listening on loopback
+# only, superuser postgres with password postgres (development and tests only).
+pg_init() {
+	local dir=$1 bin; bin=$(pg_bin)
+	[ -f "$dir/PG_VERSION" ] && return 0
+	mkdir -p "$dir"
+	local pw; pw=$(mktemp); echo postgres >"$pw"; chmod 644 "$pw"
+	if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir"; chmod 700 "$dir"; fi
+	as_pg "$bin/initdb" -D "$dir" -U postgres --pwfile="$pw" --auth-local=trust --auth-host=scram-sha-256 \
+		-E UTF8 --locale=C.UTF-8 >"$dir.initdb.log" 2>&1 || { cat "$dir.initdb.log" >&2; rm -f "$pw"; die "initdb failed"; }
+	rm -f "$pw" "$dir.initdb.log"
+	cat >>"$dir/postgresql.conf" <<-CONF
+		# userstream: logical replication for the CDC streamer
+		listen_addresses = '127.0.0.1'
+		unix_socket_directories = ''
+		wal_level = logical
+		max_replication_slots = 64
+		max_wal_senders = 64
+		max_slot_wal_keep_size = ${PG_MAX_SLOT_WAL_KEEP_SIZE:-4GB}
+		max_connections = 300
+		wal_sender_timeout = 60s
+		log_min_messages = warning
+		log_line_prefix = '%m [%p] '
+	CONF
+	if [ -n "${PG_FAST:-}" ]; then
+		# Test clusters trade crash safety of the host for speed; a PostgreSQL
+		# restart (fast shutdown) still keeps every committed row.
+		printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n' >>"$dir/postgresql.conf"
+	fi
+}
+
+# pg_start DIR PORT LOGFILE: start in the background and wait until it accepts connections.
+pg_start() {
+	local dir=$1 port=$2 logf=$3 bin; bin=$(pg_bin)
+	if as_pg "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+		die "PostgreSQL of $dir is already running: run 'make down' first"
+	fi
+	port_in_use "$port" && die "port $port is in use: set PG_PORT to a free port"
+	touch "$logf"; [ "$(id -u)" -eq 0 ] && chown postgres: "$logf"
+	as_pg "$bin/pg_ctl" -D "$dir" -l "$logf" -o "-p $port" -w -t 60 start >/dev/null ||
+		{ tail -n 20 "$logf" >&2; die "PostgreSQL did not start (log: $logf)"; }
+}
+
+# pg_stop DIR: fast shutdown, when running.
+pg_stop() {
+	local dir=$1 bin; bin=$(pg_bin)
+	[ -f "$dir/postmaster.pid" ] || return 0
+	as_pg "$bin/pg_ctl" -D "$dir" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+}
+
+# wait_port PORT SECONDS NAME
+wait_port() {
+	for _ in $(seq 1 $(( $2 * 10 ))); do port_in_use "$1" && return 0; sleep 0.1; done
+	die "$3 did not listen on port $1 within $2 s"
+}
