@@ -54,3 +54,6 @@ fi
 
 log "== go test -race ./..."
 go test -race -count=1 -timeout 18m ${GOTESTFLAGS:-} ./...
+
+log "== fuzzing request decoding (${FUZZTIME:-10s})"
+go test -run='^$' -fuzz=FuzzCreateUserNeverPanicsNorAnswers5xx -fuzztime="${FUZZTIME:-10s}" ./api

@@ -1,3 +1,16 @@
-# Sourced by up.sh once PostgreSQL and Kafka are up: the users API and the
-# streamer, once they exist.
-:
+# Sourced by up.sh once PostgreSQL and Kafka are up. The schema is migrated
+# by its owner (the superuser here); the API and the streamer then run as
+# their least-privilege roles, given a development password.
+psql_admin() { "$(pg_bin)/psql" -X -q -v ON_ERROR_STOP=1 "postgres://postgres:postgres@127.0.0.1:$PG_PORT/${1:-postgres}?sslmode=disable" -c "$2"; }
+
+if [ -z "$("$(pg_bin)/psql" -X -tA "postgres://postgres:postgres@127.0.0.1:$PG_PORT/postgres?sslmode=disable" -c "SELECT 1 FROM pg_database WHERE datname = 'userstream'")" ]; then
+	psql_admin postgres "CREATE DATABASE userstream"
+fi
+ADMIN_URL="postgres://postgres:postgres@127.0.0.1:$PG_PORT/userstream?sslmode=disable"
+"$data/bin/api" migrate --database-url "$ADMIN_URL" 2>&1 | sed -u 's/^/[migrate] /'
+psql_admin userstream "ALTER ROLE userstream_api LOGIN PASSWORD 'userstream_api'; ALTER ROLE userstream_streamer LOGIN PASSWORD 'userstream_streamer'"
+
+start api env DATABASE_URL="postgres://userstream_api:userstream_api@127.0.0.1:$PG_PORT/userstream?sslmode=disable" \
+	LISTEN_ADDR="127.0.0.1:$API_PORT" MIGRATE=false "$data/bin/api"
+wait_port "$API_PORT" 30 api
+log "[up] users API on http://localhost:$API_PORT (POST /users)"

@@ -1,0 +1,59 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+)
+
+func (s *Server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
+	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			s.writeError(w, r, &Error{Code: CodeTooLarge, Detail: fmt.Sprintf("the body must be at most %d bytes", MaxBodyBytes)})
+			return
+		}
+		s.writeError(w, r, &Error{Code: CodeInvalid, Detail: "the body could not be read"})
+		return
+	}
+	nu, err := decodeNewUser(body)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.DBTimeout)
+	defer cancel()
+	u, err := s.users.Create(ctx, nu)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	reqInfo(r).userID = u.ID
+	w.Header().Set("Location", "/users/"+strconv.FormatInt(u.ID, 10))
+	writeJSON(w, http.StatusCreated, u)
+}
+
+func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		s.writeError(w, r, &Error{Code: CodeNotFound, Detail: "no user has this id"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.DBTimeout)
+	defer cancel()
+	u, err := s.users.Get(ctx, id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	reqInfo(r).userID = u.ID
+	writeJSON(w, http.StatusOK, u)
+}
