@@ -14,3 +14,8 @@ start api env DATABASE_URL="postgres://userstream_api:userstream_api@127.0.0.1:$
 	LISTEN_ADDR="127.0.0.1:$API_PORT" MIGRATE=false "$data/bin/api"
 wait_port "$API_PORT" 30 api
 log "[up] users API on http://localhost:$API_PORT (POST /users)"
+
+start streamer env DATABASE_URL="postgres://userstream_streamer:userstream_streamer@127.0.0.1:$PG_PORT/userstream?sslmode=disable" \
+	KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP_SERVERS" METRICS_ADDR="127.0.0.1:$METRICS_PORT" MIGRATE=false "$data/bin/streamer" run
+wait_port "$METRICS_PORT" 30 streamer
+log "[up] streamer: slot users_cdc → topic users.created; health and metrics on http://localhost:$METRICS_PORT"

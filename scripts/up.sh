@@ -36,8 +36,11 @@ stop_all() {
 	trap "" INT TERM; trap - EXIT
 	log "[up] stopping"
 	local i
-	for (( i=${#pids[@]}-1; i>=0; i-- )); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	# Newest first, each waited for: the streamer drains into Kafka before the broker stops.
+	for (( i=${#pids[@]}-1; i>=0; i-- )); do
+		kill -TERM "${pids[i]}" 2>/dev/null || true
+		wait "${pids[i]}" 2>/dev/null || true
+	done
 	pg_stop "$data/pg"
 	[ -n "${tail_pid:-}" ] && kill "$tail_pid" 2>/dev/null || true
 	rm -f "$run"/*.pid

@@ -1,0 +1,310 @@
+// Command streamer reads PostgreSQL logical replication and produces a
+// user.created.v1 event to Kafka for every committed insert into users.
+//
+//	streamer [run]              stream (default)
+//	streamer status             print the slot's positions, WAL status and lag as JSON
+//	streamer drop-slot --yes    drop the slot (PostgreSQL frees its WAL)
+//	streamer healthcheck        exit 0 when the local /healthz answers (for containers)
+//	streamer version
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/userstream/userstream/internal/envflag"
+	"github.com/userstream/userstream/internal/pgdsn"
+	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/replication"
+	"github.com/userstream/userstream/sql"
+	"github.com/userstream/userstream/streamer"
+)
+
+var version = "0.1.0"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := NewMain().Run(ctx, os.Args[1:])
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "streamer:", err)
+		os.Exit(1)
+	}
+}
+
+// Main is the streamer program.
+type Main struct {
+	Log zerolog.Logger
+}
+
+// NewMain returns a Main that logs JSON to stderr.
+func NewMain() *Main {
+	return &Main{Log: zerolog.New(os.Stderr).With().Timestamp().Str("service", "streamer").Logger()}
+}
+
+// Run runs the subcommand named by args[0] (run when absent).
+func (m *Main) Run(ctx context.Context, args []string) error {
+	cmd := "run"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		return m.run(ctx, args)
+	case "status":
+		return m.status(ctx, args)
+	case "drop-slot":
+		return m.dropSlot(ctx, args)
+	case "healthcheck":
+		return healthcheck(ctx, args)
+	case "version":
+		fmt.Println(version)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q (want run, status, drop-slot, healthcheck or version)", cmd)
+}
+
+type config struct {
+	databaseURL    string
+	slot           string
+	publication    string
+	startLSN       pglogrepl.LSN
+	topic          string
+	partitions     int
+	heartbeat      time.Duration
+	shutdown       time.Duration
+	metricsAddr    string
+	migrate        bool
+	logLevel       string
+	yes            bool
+	kafkaPropsFile string
+}
+
+func parseConfig(name string, args []string) (config, error) {
+	fs := envflag.New("streamer " + name)
+	databaseURL := fs.String("database-url", "DATABASE_URL", "", "PostgreSQL DSN of a role with REPLICATION and SELECT on users")
+	slot := fs.String("slot", "REPLICATION_SLOT", "users_cdc", "logical replication slot")
+	publication := fs.String("publication", "PUBLICATION", "users_pub", "publication the slot reads")
+	startLSN := fs.String("start-lsn", "START_LSN", "", "start at this LSN (at or after the slot's confirmed position) instead of resuming from the slot")
+	topic := fs.String("topic", "KAFKA_TOPIC", "users.created", "Kafka topic for user.created events")
+	partitions := fs.Int("partitions", "KAFKA_TOPIC_PARTITIONS", 6, "partitions when the streamer creates the topic")
+	propsFile := fs.String("kafka-properties", "KAFKA_PROPERTIES_FILE", "", "librdkafka properties file (key=value lines), e.g. for SASL/TLS")
+	heartbeat := fs.Duration("heartbeat-interval", "HEARTBEAT_INTERVAL", 0, "write a logical heartbeat message this often (0: off)")
+	shutdown := fs.Duration("shutdown-timeout", "SHUTDOWN_TIMEOUT", 30*time.Second, "how long to wait for outstanding deliveries at exit")
+	metricsAddr := fs.String("metrics-addr", "METRICS_ADDR", ":8081", "address of /healthz, /readyz and /metrics")
+	migrate := fs.Bool("migrate", "MIGRATE", true, "apply schema migrations at start-up (needs the schema owner's DSN)")
+	logLevel := fs.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	yes := fs.FlagSet.Bool("yes", false, "confirm drop-slot")
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	c := config{databaseURL: *databaseURL, slot: *slot, publication: *publication, topic: *topic, partitions: *partitions,
+		heartbeat: *heartbeat, shutdown: *shutdown, metricsAddr: *metricsAddr, migrate: *migrate, logLevel: *logLevel,
+		yes: *yes, kafkaPropsFile: *propsFile}
+	if *startLSN != "" {
+		lsn, err := pglogrepl.ParseLSN(*startLSN)
+		if err != nil {
+			return c, fmt.Errorf("START_LSN %q: want an LSN such as 0/16B3748", *startLSN)
+		}
+		c.startLSN = lsn
+	}
+	if c.databaseURL == "" && name != "healthcheck" {
+		return c, errors.New("DATABASE_URL (or --database-url) is required")
+	}
+	return c, nil
+}
+
+func (m *Main) run(ctx context.Context, args []string) error {
+	c, err := parseConfig("run", args)
+	if err != nil {
+		return err
+	}
+	level, err := zerolog.ParseLevel(c.logLevel)
+	if err != nil {
+		return fmt.Errorf("LOG_LEVEL: %w", err)
+	}
+	log := m.Log.Level(level)
+	props, err := kafkaProperties(os.Environ(), c.kafkaPropsFile)
+	if err != nil {
+		return err
+	}
+	if c.migrate {
+		if err := migrate(ctx, c.databaseURL); err != nil {
+			return err
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s := streamer.New(streamer.Config{
+		DatabaseURL: c.databaseURL, Slot: c.slot, Publication: c.publication, StartLSN: c.startLSN,
+		Kafka:             kafkasink.Config{Topic: c.topic, Partitions: c.partitions, Properties: props},
+		HeartbeatInterval: c.heartbeat, ShutdownTimeout: c.shutdown,
+	}, log, streamer.NewMetrics(reg))
+
+	ln, err := net.Listen("tcp", c.metricsAddr)
+	if err != nil {
+		return fmt.Errorf("listen on METRICS_ADDR %s: %w", c.metricsAddr, err)
+	}
+	srv := &http.Server{Handler: s.Handler(reg), ReadHeaderTimeout: 5 * time.Second}
+	log.Info().Str("database", pgdsn.Describe(c.databaseURL)).Str("kafka", props["bootstrap.servers"]).
+		Str("metrics_addr", ln.Addr().String()).Str("version", version).Msg("streamer starting")
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("metrics server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		defer func() {
+			shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(shutCtx)
+		}()
+		return s.Run(gctx)
+	})
+	err = g.Wait()
+	log.Info().Msg("streamer stopped")
+	return err
+}
+
+// kafkaProperties gathers librdkafka settings: KAFKA_BOOTSTRAP_SERVERS and
+// every other KAFKA_* variable (KAFKA_SASL_MECHANISMS → sasl.mechanisms),
+// then the properties file. The streamer's own KAFKA_ settings are skipped.
+func kafkaProperties(environ []string, file string) (map[string]string, error) {
+	own := map[string]bool{"KAFKA_TOPIC": true, "KAFKA_TOPIC_PARTITIONS": true, "KAFKA_PROPERTIES_FILE": true, "KAFKA_PORT": true}
+	props := map[string]string{"bootstrap.servers": "localhost:9092"}
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(k, "KAFKA_") || own[k] {
+			continue
+		}
+		props[strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(k, "KAFKA_")), "_", ".")] = v
+	}
+	if file == "" {
+		return props, nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("kafka properties: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, fmt.Errorf("kafka properties %s line %d: want key=value", file, n)
+		}
+		props[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return props, sc.Err()
+}
+
+func migrate(ctx context.Context, dsn string) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("migrate: connect to %s: %w", pgdsn.Describe(dsn), err)
+	}
+	defer conn.Close(context.Background())
+	if err := sql.Migrate(ctx, conn); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+func (m *Main) status(ctx context.Context, args []string) error {
+	c, err := parseConfig("status", args)
+	if err != nil {
+		return err
+	}
+	conn, err := pgx.Connect(ctx, c.databaseURL)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", pgdsn.Describe(c.databaseURL), err)
+	}
+	defer conn.Close(context.Background())
+	st, err := replication.Slot(ctx, conn, c.slot)
+	if err != nil && !errors.Is(err, replication.ErrSlotLost) {
+		return err
+	}
+	out := struct {
+		replication.SlotStatus
+		Restart   string `json:"restart_lsn"`
+		Confirmed string `json:"confirmed_flush_lsn"`
+		Server    string `json:"server_wal_lsn"`
+	}{st, st.RestartLSN.String(), st.Confirmed.String(), st.ServerLSN.String()}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	if encErr := enc.Encode(out); encErr != nil {
+		return encErr
+	}
+	return err
+}
+
+func (m *Main) dropSlot(ctx context.Context, args []string) error {
+	c, err := parseConfig("drop-slot", args)
+	if err != nil {
+		return err
+	}
+	if !c.yes {
+		return fmt.Errorf("drop-slot forgets where streaming stands: changes after the slot's position that are not in Kafka will not be streamed; run again with --yes to drop slot %s", c.slot)
+	}
+	conn, err := pgx.Connect(ctx, c.databaseURL)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", pgdsn.Describe(c.databaseURL), err)
+	}
+	defer conn.Close(context.Background())
+	if err := replication.DropSlot(ctx, conn, c.slot); err != nil {
+		return err
+	}
+	m.Log.Info().Str("slot", c.slot).Msg("slot dropped")
+	return nil
+}
+
+func healthcheck(ctx context.Context, args []string) error {
+	c, err := parseConfig("healthcheck", args)
+	if err != nil {
+		return err
+	}
+	_, port, err := net.SplitHostPort(c.metricsAddr)
+	if err != nil {
+		return fmt.Errorf("METRICS_ADDR %q: %w", c.metricsAddr, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+port+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: status %d", resp.StatusCode)
+	}
+	return nil
+}

@@ -1,0 +1,179 @@
+// Package kafkasink produces events to Kafka with librdkafka (through
+// confluent-kafka-go) under the guarantees the streamer promises: an
+// idempotent producer, acks from every in-sync replica, delivery reports for
+// every message, and bounded queues so a slow Kafka slows the reader instead
+// of growing memory.
+package kafkasink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// Config describes the producer.
+type Config struct {
+	Topic      string
+	Partitions int // for a topic the sink creates; default 6
+	// Properties are librdkafka settings (bootstrap.servers, security.protocol,
+	// sasl.*, ssl.*, …); they override the defaults below, except the ones
+	// the delivery guarantees rest on.
+	Properties map[string]string
+}
+
+// defaults favour safety first, then throughput. murmur2_random is the
+// partitioner of the Java client, so keys land where JVM producers put them.
+var defaults = map[string]kafka.ConfigValue{
+	"enable.idempotence":           "true",
+	"acks":                         "all",
+	"compression.type":             "lz4",
+	"linger.ms":                    "5",
+	"partitioner":                  "murmur2_random",
+	"message.timeout.ms":           "0", // never give up on a message: a Kafka outage is waited out
+	"queue.buffering.max.messages": "50000",
+	"queue.buffering.max.kbytes":   "32768",
+	"go.delivery.report.fields":    "none", // reports carry the opaque; key and value are not copied back
+	"go.events.channel.size":       50000,
+	"go.logs.channel.enable":       false,
+}
+
+// guarded are settings an operator may not weaken.
+var guarded = map[string]string{"enable.idempotence": "true", "acks": "all"}
+
+// Sink is one producer.
+type Sink struct {
+	p     *kafka.Producer
+	topic string
+	parts int
+}
+
+// New creates the producer; it connects lazily.
+func New(cfg Config) (*Sink, error) {
+	cm := kafka.ConfigMap(maps.Clone(defaults))
+	for _, k := range slices.Sorted(maps.Keys(cfg.Properties)) {
+		v := cfg.Properties[k]
+		if want, ok := guarded[k]; ok && !sameSetting(k, v, want) {
+			return nil, fmt.Errorf("kafka setting %s=%s would weaken delivery guarantees; the streamer needs %s=%s", k, v, k, want)
+		}
+		if err := cm.SetKey(k, goTyped(k, v)); err != nil {
+			return nil, fmt.Errorf("kafka setting %s: %w", k, err)
+		}
+	}
+	if bs, _ := cm["bootstrap.servers"].(string); bs == "" {
+		return nil, errors.New("kafka: bootstrap.servers is empty (set KAFKA_BOOTSTRAP_SERVERS)")
+	}
+	p, err := kafka.NewProducer(&cm)
+	if err != nil {
+		// librdkafka names the offending property, never its value.
+		return nil, fmt.Errorf("create kafka producer: %w", err)
+	}
+	parts := cfg.Partitions
+	if parts <= 0 {
+		parts = 6
+	}
+	return &Sink{p: p, topic: cfg.Topic, parts: parts}, nil
+}
+
+// goTyped converts the Go client's own go.* settings, which are typed, from
+// their text; librdkafka's settings stay text.
+func goTyped(k, v string) kafka.ConfigValue {
+	if !strings.HasPrefix(k, "go.") {
+		return v
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		return n
+	}
+	if b, err := strconv.ParseBool(v); err == nil {
+		return b
+	}
+	return v
+}
+
+func sameSetting(k, v, want string) bool {
+	v = strings.ToLower(strings.TrimSpace(v))
+	if k == "acks" {
+		return v == "all" || v == "-1"
+	}
+	return v == want
+}
+
+// Topic is the topic the sink produces to.
+func (s *Sink) Topic() string { return s.topic }
+
+// EnsureTopic creates the topic with the configured partitions when missing;
+// replication factor -1 takes the broker's default.
+func (s *Sink) EnsureTopic(ctx context.Context) error {
+	admin, err := kafka.NewAdminClientFromProducer(s.p)
+	if err != nil {
+		return fmt.Errorf("kafka admin client: %w", err)
+	}
+	defer admin.Close()
+	res, err := admin.CreateTopics(ctx, []kafka.TopicSpecification{{Topic: s.topic, NumPartitions: s.parts, ReplicationFactor: -1}})
+	if err != nil {
+		return fmt.Errorf("create topic %s: %w", s.topic, err)
+	}
+	for _, r := range res {
+		if c := r.Error.Code(); c != kafka.ErrNoError && c != kafka.ErrTopicAlreadyExists {
+			return fmt.Errorf("create topic %s: %w", s.topic, r.Error)
+		}
+	}
+	return nil
+}
+
+// Produce hands a message to librdkafka; its delivery report arrives on
+// Events with the opaque. kafka.ErrQueueFull (as a kafka.Error) is the
+// backpressure signal: wait for deliveries and try again.
+func (s *Sink) Produce(key, value []byte, headers []kafka.Header, opaque any) error {
+	return s.p.Produce(&kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &s.topic, Partition: kafka.PartitionAny},
+		Key:            key,
+		Value:          value,
+		Headers:        headers,
+		Opaque:         opaque,
+	}, nil)
+}
+
+// Events carries delivery reports (*kafka.Message) and client errors (kafka.Error).
+func (s *Sink) Events() chan kafka.Event { return s.p.Events() }
+
+// Len is the number of messages not yet delivered or failed.
+func (s *Sink) Len() int { return s.p.Len() }
+
+// Abandon drops whatever is still queued, then closes: used when a session
+// ends in error, since those events will be read again from the slot.
+func (s *Sink) Abandon() {
+	_ = s.p.Purge(kafka.PurgeQueue | kafka.PurgeInFlight | kafka.PurgeNonBlocking)
+	s.p.Close()
+}
+
+// Close closes the producer; call it after every delivery was reported.
+func (s *Sink) Close() { s.p.Close() }
+
+// IsQueueFull reports librdkafka's local queue being full.
+func IsQueueFull(err error) bool {
+	var kerr kafka.Error
+	return errors.As(err, &kerr) && kerr.Code() == kafka.ErrQueueFull
+}
+
+// IsPermanent reports a delivery error that retrying cannot fix and that an
+// operator must look at: the message is too large, or access is denied.
+func IsPermanent(err error) bool {
+	var kerr kafka.Error
+	if !errors.As(err, &kerr) {
+		return false
+	}
+	switch kerr.Code() {
+	case kafka.ErrMsgSizeTooLarge, kafka.ErrInvalidMsgSize, kafka.ErrRecordListTooLarge,
+		kafka.ErrTopicAuthorizationFailed, kafka.ErrClusterAuthorizationFailed,
+		kafka.ErrTransactionalIDAuthorizationFailed, kafka.ErrSaslAuthenticationFailed,
+		kafka.ErrTopicException, kafka.ErrInvalidRecord, kafka.ErrPolicyViolation:
+		return true
+	}
+	return false
+}

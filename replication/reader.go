@@ -1,0 +1,218 @@
+// Package replication reads a PostgreSQL logical replication slot with the
+// pgoutput plugin and hands out its changes as typed values, one at a time:
+// no transaction is ever held in memory, so the caller's pace (Kafka's
+// backpressure) is the read's pace.
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// Acker is the reader's source of the position it reports as flushed, and
+// where it reports the server's WAL end from keepalives so an idle stream can
+// advance.
+type Acker interface {
+	Acked() pglogrepl.LSN
+	Idle(walEnd pglogrepl.LSN)
+}
+
+// Config says which slot to read and how often to report.
+type Config struct {
+	DSN         string        // any DSN; replication=database is added
+	Slot        string        // an existing pgoutput slot
+	Publication string        // publication_names for pgoutput
+	StartLSN    pglogrepl.LSN // 0: the slot's confirmed position
+	// StatusInterval is the most time between two standby status updates
+	// (default 10 s); an advanced position is reported within a second.
+	StatusInterval time.Duration
+}
+
+// Reader streams one slot. It is not safe for concurrent use: one goroutine
+// owns it, calls Next, and calls SendStatusIfDue while it blocks elsewhere.
+type Reader struct {
+	cfg      Config
+	conn     *pgconn.PgConn
+	acker    Acker
+	system   pglogrepl.IdentifySystemResult
+	types    *pgtype.Map
+	rels     map[uint32]*Relation
+	received pglogrepl.LSN // end of the last WAL data received
+	sent     pglogrepl.LSN // flush position last reported
+	lastSent time.Time
+	txn      txnState
+}
+
+type txnState struct {
+	commitLSN  pglogrepl.LSN
+	commitTime time.Time
+	xid        uint32
+}
+
+// Errors that need an operator or another process; the streamer tells them
+// apart from connection trouble, which it retries.
+var (
+	ErrSlotActive  = errors.New("replication slot is active for another process")
+	ErrSlotMissing = errors.New("replication slot does not exist")
+	ErrSlotLost    = errors.New("replication slot was invalidated (WAL it needed was removed)")
+)
+
+// Open connects and starts streaming from cfg.StartLSN.
+func Open(ctx context.Context, cfg Config, acker Acker) (*Reader, error) {
+	if cfg.StatusInterval <= 0 {
+		cfg.StatusInterval = 10 * time.Second
+	}
+	pcfg, err := pgconn.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, errors.New("parse DSN: it does not parse as a PostgreSQL DSN")
+	}
+	pcfg.RuntimeParams["replication"] = "database"
+	pcfg.RuntimeParams["application_name"] = "userstream-streamer"
+	conn, err := pgconn.ConnectConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect for replication: %w", err)
+	}
+	r := &Reader{cfg: cfg, conn: conn, acker: acker, types: pgtype.NewMap(), rels: map[uint32]*Relation{}}
+	if r.system, err = pglogrepl.IdentifySystem(ctx, conn); err != nil {
+		conn.Close(ctx)
+		return nil, fmt.Errorf("identify system: %w", err)
+	}
+	err = pglogrepl.StartReplication(ctx, conn, cfg.Slot, cfg.StartLSN, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", "publication_names '" + cfg.Publication + "'"},
+	})
+	if err != nil {
+		conn.Close(ctx)
+		return nil, fmt.Errorf("start replication of slot %s at %s: %w", cfg.Slot, cfg.StartLSN, classify(err))
+	}
+	r.received = cfg.StartLSN
+	r.lastSent = time.Now()
+	return r, nil
+}
+
+// SystemID is the cluster's system identifier, stable across restarts.
+func (r *Reader) SystemID() string { return r.system.SystemID }
+
+// Database is the database the slot belongs to.
+func (r *Reader) Database() string { return r.system.DBName }
+
+// Received is the end of the last WAL data received.
+func (r *Reader) Received() pglogrepl.LSN { return r.received }
+
+// Next returns the next Begin, Relation, Change or Commit, or nil when
+// nothing arrived before a status update fell due (call it again). The
+// values it returns are valid until the next call: a Change's data aliases
+// the connection's buffer.
+func (r *Reader) Next(ctx context.Context) (any, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := r.SendStatusIfDue(ctx); err != nil {
+			return nil, err
+		}
+		// A raw read deadline instead of a context: pgconn starts a watcher per
+		// call for a cancellable context, and a timeout leaves the connection usable.
+		_ = r.conn.Conn().SetReadDeadline(time.Now().Add(time.Second))
+		msg, err := r.conn.ReceiveMessage(context.Background())
+		if err != nil {
+			var netErr net.Error
+			if errors.As(err, &netErr) && netErr.Timeout() {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("receive: %w", classify(err))
+		}
+		switch msg := msg.(type) {
+		case *pgproto3.CopyData:
+			v, err := r.handleCopyData(ctx, msg.Data)
+			if err != nil || v != nil {
+				return v, err
+			}
+		case *pgproto3.ErrorResponse:
+			return nil, fmt.Errorf("replication stream: %w", classify(pgconn.ErrorResponseToPgError(msg)))
+		default:
+			return nil, fmt.Errorf("replication stream: unexpected message %T", msg)
+		}
+	}
+}
+
+func (r *Reader) handleCopyData(ctx context.Context, data []byte) (any, error) {
+	if len(data) == 0 {
+		return nil, nil
+	}
+	switch data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+		if err != nil {
+			return nil, fmt.Errorf("parse keepalive: %w", err)
+		}
+		r.acker.Idle(ka.ServerWALEnd)
+		// Every keepalive is answered at once, asked or not.
+		return nil, r.SendStatus(ctx)
+	case pglogrepl.XLogDataByteID:
+		xld, err := pglogrepl.ParseXLogData(data[1:])
+		if err != nil {
+			return nil, fmt.Errorf("parse XLogData: %w", err)
+		}
+		if end := xld.WALStart + pglogrepl.LSN(len(xld.WALData)); end > r.received {
+			r.received = end
+		}
+		return r.decode(xld)
+	}
+	return nil, nil
+}
+
+// SendStatusIfDue sends a standby status update when the acknowledged
+// position advanced and a second has passed, or when StatusInterval has.
+func (r *Reader) SendStatusIfDue(ctx context.Context) error {
+	since := time.Since(r.lastSent)
+	if since >= r.cfg.StatusInterval || (since >= time.Second && r.acker.Acked() != r.sent) {
+		return r.SendStatus(ctx)
+	}
+	return nil
+}
+
+// SendStatus reports the acknowledged position as flushed and applied, and
+// what was received as written.
+func (r *Reader) SendStatus(ctx context.Context) error {
+	acked := r.acker.Acked()
+	written := max(r.received, acked)
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, r.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: written,
+		WALFlushPosition: acked,
+		WALApplyPosition: acked,
+		ClientTime:       time.Now(),
+	})
+	if err != nil {
+		return fmt.Errorf("send standby status at %s: %w", acked, err)
+	}
+	r.sent, r.lastSent = acked, time.Now()
+	return nil
+}
+
+// Close ends the stream; the slot keeps its confirmed position.
+func (r *Reader) Close(ctx context.Context) error { return r.conn.Close(ctx) }
+
+// classify maps server errors that need an operator to the sentinels.
+func classify(err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return err
+	}
+	switch {
+	case pgErr.Code == "55006":
+		return fmt.Errorf("%w: %w", ErrSlotActive, err)
+	case pgErr.Code == "42704":
+		return fmt.Errorf("%w: %w", ErrSlotMissing, err)
+	case pgErr.Code == "55000" && containsAny(pgErr.Message+" "+pgErr.Detail, "invalidated", "exceeded the maximum reserved size"):
+		return fmt.Errorf("%w: %w", ErrSlotLost, err)
+	}
+	return err
+}

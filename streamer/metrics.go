@@ -1,0 +1,59 @@
+package streamer
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the streamer's Prometheus series.
+type Metrics struct {
+	Produced       prometheus.Counter
+	Skipped        *prometheus.CounterVec
+	DeliveryErrors prometheus.Counter
+	Restarts       prometheus.Counter
+	AckedLSN       prometheus.Gauge
+	ReceivedLSN    prometheus.Gauge
+	Latency        prometheus.Histogram
+	role           *prometheus.GaugeVec
+}
+
+// NewMetrics registers the streamer's series with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Produced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "userstream_streamer_events_produced_total", Help: "Events Kafka acknowledged.",
+		}),
+		Skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "userstream_streamer_changes_skipped_total", Help: "Replicated changes that make no event, by reason.",
+		}, []string{"reason"}),
+		DeliveryErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "userstream_streamer_delivery_errors_total", Help: "Delivery reports with an error (the events are resent).",
+		}),
+		Restarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "userstream_streamer_session_restarts_total", Help: "Streaming sessions that ended in error and were resumed from the slot.",
+		}),
+		AckedLSN: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "userstream_streamer_acked_lsn", Help: "Last WAL position reported to PostgreSQL as flushed (all events before it are in Kafka).",
+		}),
+		ReceivedLSN: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "userstream_streamer_received_lsn", Help: "End of the last WAL data received.",
+		}),
+		Latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "userstream_streamer_commit_to_ack_seconds",
+			Help:    "Time from a transaction's commit to Kafka's acknowledgement of its event.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
+		role: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "userstream_streamer_role", Help: "1 for the streamer's current role (active, standby, reconnecting, starting, stopped).",
+		}, []string{"role"}),
+	}
+	reg.MustRegister(m.Produced, m.Skipped, m.DeliveryErrors, m.Restarts, m.AckedLSN, m.ReceivedLSN, m.Latency, m.role)
+	return m
+}
+
+func (m *Metrics) setRole(r string) {
+	for _, known := range []string{"starting", "active", "standby", "reconnecting", "stopped"} {
+		v := 0.0
+		if known == r {
+			v = 1
+		}
+		m.role.WithLabelValues(known).Set(v)
+	}
+}

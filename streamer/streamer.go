@@ -1,0 +1,191 @@
+// Package streamer runs the CDC pipeline: it reads the replication slot,
+// projects each committed change into events, produces them to Kafka, and
+// reports to PostgreSQL only the positions whose events Kafka acknowledged.
+// Connection trouble is retried forever with backoff; what needs an operator
+// (a lost slot, a schema the events no longer fit, a rejected message) stops
+// it with an error that says what to do.
+package streamer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/projection"
+	"github.com/userstream/userstream/replication"
+)
+
+// Config holds the streamer's settings; zero values take the defaults.
+type Config struct {
+	DatabaseURL string
+	Slot        string        // default users_cdc
+	Publication string        // default users_pub
+	StartLSN    pglogrepl.LSN // 0: resume from the slot
+	Kafka       kafkasink.Config
+	// HeartbeatInterval, when set, writes a logical message that often so the
+	// slot advances on servers where keepalives are rare.
+	HeartbeatInterval time.Duration
+	ShutdownTimeout   time.Duration // bound on waiting for deliveries at exit; default 30 s
+	StatusInterval    time.Duration // most time between status updates; default 10 s
+	Projectors        []projection.Projector
+}
+
+// Streamer is the pipeline. Run it once.
+type Streamer struct {
+	cfg     Config
+	log     zerolog.Logger
+	metrics *Metrics
+	role    atomic.Value // "starting", "active", "standby", "reconnecting", "stopped"
+}
+
+// New returns a streamer; m receives its metrics.
+func New(cfg Config, log zerolog.Logger, m *Metrics) *Streamer {
+	if cfg.Slot == "" {
+		cfg.Slot = "users_cdc"
+	}
+	if cfg.Publication == "" {
+		cfg.Publication = "users_pub"
+	}
+	if cfg.Kafka.Topic == "" {
+		cfg.Kafka.Topic = "users.created"
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 30 * time.Second
+	}
+	if cfg.Projectors == nil {
+		cfg.Projectors = projection.All()
+	}
+	s := &Streamer{cfg: cfg, log: log, metrics: m}
+	s.setRole("starting")
+	return s
+}
+
+// Role is what the streamer is doing: starting, active (holds the slot),
+// standby (another process holds it), reconnecting or stopped.
+func (s *Streamer) Role() string { return s.role.Load().(string) }
+
+// ErrPermanent marks errors retrying cannot fix.
+var ErrPermanent = errors.New("needs an operator")
+
+// Run streams until ctx is cancelled (then it drains and returns nil) or a
+// permanent error occurs.
+func (s *Streamer) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	if s.cfg.HeartbeatInterval > 0 {
+		g.Go(func() error { s.heartbeat(ctx); return nil })
+	}
+	g.Go(func() error {
+		defer s.setRole("stopped")
+		return s.sessions(ctx)
+	})
+	return g.Wait()
+}
+
+func (s *Streamer) sessions(ctx context.Context) error {
+	const minBackoff, maxBackoff = 250 * time.Millisecond, 30 * time.Second
+	backoff := minBackoff
+	first := true
+	for {
+		began := time.Now()
+		err := s.session(ctx, first)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, ErrPermanent) {
+			return err
+		}
+		if errors.Is(err, replication.ErrSlotActive) {
+			if s.Role() != "standby" {
+				s.log.Info().Str("slot", s.cfg.Slot).Msg("standby: the slot is active in another process; retrying every second")
+			}
+			s.setRole("standby")
+			if !sleep(ctx, time.Second) {
+				return nil
+			}
+			continue
+		}
+		if err == nil {
+			err = errors.New("session ended")
+		}
+		if time.Since(began) > time.Minute {
+			backoff = minBackoff
+		}
+		s.setRole("reconnecting")
+		s.metrics.Restarts.Inc()
+		wait := backoff/2 + rand.N(backoff/2+1) // jitter: half fixed, half random
+		s.log.Warn().Err(err).Dur("retry_in", wait).Msg("stream interrupted; resuming from the slot")
+		if !sleep(ctx, wait) {
+			return nil
+		}
+		backoff = min(backoff*2, maxBackoff)
+		if first && !errors.Is(err, errBeforeStart) {
+			first = false
+		}
+	}
+}
+
+// errBeforeStart wraps failures before streaming began, which keep a chosen
+// start LSN in force for the next try.
+var errBeforeStart = errors.New("before streaming")
+
+func (s *Streamer) setRole(r string) {
+	s.role.Store(r)
+	if s.metrics != nil {
+		s.metrics.setRole(r)
+	}
+}
+
+// heartbeat writes a non-transactional logical message now and then, which
+// moves the server's WAL end so keepalives let an idle slot advance.
+func (s *Streamer) heartbeat(ctx context.Context) {
+	t := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer t.Stop()
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var err error
+		if conn == nil || conn.IsClosed() {
+			if conn, err = pgx.Connect(ctx, s.cfg.DatabaseURL); err != nil {
+				conn = nil
+				s.log.Warn().Err(err).Msg("heartbeat: connect")
+				continue
+			}
+		}
+		if _, err = conn.Exec(ctx, "SELECT pg_logical_emit_message(false, 'userstream.heartbeat', '')"); err != nil {
+			s.log.Warn().Err(err).Msg("heartbeat")
+			conn.Close(ctx)
+			conn = nil
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func permanent(err error) error { return fmt.Errorf("%w: %w", ErrPermanent, err) }
