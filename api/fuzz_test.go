@@ -22,8 +22,10 @@ type acceptingStore struct{}
 func (acceptingStore) Create(_ context.Context, u userdb.NewUser) (userdb.User, error) {
 	return userdb.User{ID: 1, Username: u.Username, CountryCode: u.CountryCode, CreatedAt: u.CreatedAt, IsADog: u.IsADog}, nil
 }
-func (acceptingStore) Get(context.Context, int64) (userdb.User, error) { return userdb.User{}, userdb.ErrNotFound }
-func (acceptingStore) Ping(context.Context) error                      { return nil }
+func (acceptingStore) Get(context.Context, int64) (userdb.User, error) {
+	return userdb.User{}, userdb.ErrNotFound
+}
+func (acceptingStore) Ping(context.Context) error { return nil }
 
 func FuzzCreateUserNeverPanicsNorAnswers5xx(f *testing.F) {
 	for _, seed := range []string{
