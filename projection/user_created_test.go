@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/userstream/userstream/projection"
 )
@@ -165,29 +164,29 @@ func TestANullInANeededColumnIsAnErrorNotABrokenEvent(t *testing.T) {
 
 func validate(t *testing.T, value []byte) {
 	t.Helper()
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	f, err := projection.Schemas.Open("schema/user.created.v1.json")
+	check, err := projection.Validator(projection.UserCreatedType)
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc, err := jsonschema.UnmarshalJSON(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.AddResource("user.created.v1.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.Compile("user.created.v1.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(string(value)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Validate(inst); err != nil {
+	if err := check(value); err != nil {
 		t.Errorf("event %s does not match the schema: %v", value, err)
+	}
+}
+
+func TestTheSchemaRefusesAnEventThatBreaksTheContract(t *testing.T) {
+	check, err := projection.Validator(projection.UserCreatedType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{
+		`{"username":"jtr","country_code":"BE","created_at":"2021-01-01T00:00:00Z","is_a_dog":false}`,
+		`{"username":"jtr","country_code":"BE"}`,
+		`{"username":"jtr","country_code":"be","created_at":"2021-01-01T00:00:00Z"}`,
+		`{"username":"jtr","country_code":"BE","created_at":"2021-01-01 00:00:00"}`,
+		`{"username":"","country_code":"BE","created_at":"2021-01-01T00:00:00Z"}`,
+	} {
+		if err := check([]byte(bad)); err == nil {
+			t.Errorf("schema accepts %s", bad)
+		}
 	}
 }

@@ -1,0 +1,334 @@
+package streamer_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/userstream/userstream/internal/testenv"
+	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/projection"
+	"github.com/userstream/userstream/replication"
+	"github.com/userstream/userstream/sql"
+	"github.com/userstream/userstream/streamer"
+)
+
+// env is one test's database (migrated, with its slot created), topic and
+// broker.
+type env struct {
+	t     *testing.T
+	dsn   string
+	kafka string
+	topic string
+	slot  string
+	pool  *pgxpool.Pool
+	logs  *syncBuffer
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	e := &env{t: t, dsn: testenv.Postgres(t), kafka: testenv.Kafka(t), topic: testenv.Topic(t), slot: testenv.Name(t, "slot"), logs: &syncBuffer{}}
+	conn, err := pgx.Connect(ctx, e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := sql.Migrate(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	// The slot exists before any test insert, so every row is streamed.
+	if _, err := replication.EnsureSlot(ctx, conn, e.slot); err != nil {
+		t.Fatal(err)
+	}
+	if e.pool, err = pgxpool.New(ctx, e.dsn); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.pool.Close)
+	return e
+}
+
+func (e *env) config(start pglogrepl.LSN) streamer.Config {
+	return streamer.Config{
+		DatabaseURL: e.dsn, Slot: e.slot, StartLSN: start, ShutdownTimeout: 10 * time.Second,
+		Kafka: kafkasink.Config{Topic: e.topic, Partitions: 3, Properties: map[string]string{"bootstrap.servers": e.kafka}},
+	}
+}
+
+// inProcess runs the streamer in this process; stop cancels it and returns
+// Run's error.
+func (e *env) inProcess(start pglogrepl.LSN) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := streamer.New(e.config(start), zerolog.New(e.logs), streamer.NewMetrics(prometheus.NewRegistry()))
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case err = <-done:
+			case <-time.After(30 * time.Second):
+				err = fmt.Errorf("streamer did not stop within 30 s")
+			}
+		})
+		return err
+	}
+	e.t.Cleanup(func() {
+		_ = stop()
+		if e.t.Failed() {
+			e.t.Logf("streamer logs:\n%s", e.logs.String())
+		}
+	})
+	return stop
+}
+
+// child runs the real streamer binary, so a test can SIGKILL it.
+type child struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan error
+}
+
+func (e *env) child(extraEnv ...string) *child {
+	e.t.Helper()
+	cmd := exec.Command(testenv.Bin(e.t, "streamer"), "run")
+	cmd.Env = append(os.Environ(),
+		"DATABASE_URL="+e.dsn, "KAFKA_BOOTSTRAP_SERVERS="+e.kafka, "KAFKA_TOPIC="+e.topic,
+		"KAFKA_TOPIC_PARTITIONS=3", "REPLICATION_SLOT="+e.slot, "METRICS_ADDR=127.0.0.1:0", "MIGRATE=false")
+	cmd.Env = append(cmd.Env, extraEnv...)
+	c := &child{cmd: cmd, out: &syncBuffer{}, done: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = c.out, c.out
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	go func() { c.done <- cmd.Wait() }()
+	e.t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-c.done
+		if e.t.Failed() {
+			e.t.Logf("streamer output:\n%s", c.out.String())
+		}
+	})
+	return c
+}
+
+// stop sends SIGTERM and returns the exit error.
+func (c *child) stop(t *testing.T) error {
+	t.Helper()
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-c.done:
+		c.done <- err
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatal("streamer did not exit within 30 s of SIGTERM")
+		return nil
+	}
+}
+
+func (c *child) kill() {
+	_ = c.cmd.Process.Kill()
+	err := <-c.done
+	c.done <- err
+}
+
+// peakRSS is the child's high-water resident set size, in bytes.
+func (c *child) peakRSS(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	if err != nil {
+		t.Fatalf("read child status: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM in /proc status")
+	return 0
+}
+
+type user struct {
+	id                               int64
+	username, countryCode, createdAt string
+}
+
+// insertUsers inserts n users, one transaction each, named prefix-i.
+func (e *env) insertUsers(prefix string, from, n int) {
+	e.t.Helper()
+	for i := from; i < from+n; i++ {
+		_, err := e.pool.Exec(context.Background(),
+			`INSERT INTO users (username, country_code, created_at, is_a_dog, api_version) VALUES ($1, 'BE', '2021-01-01 00:00:00', true, 'test')`,
+			fmt.Sprintf("%s-%d", prefix, i))
+		if err != nil {
+			e.t.Fatalf("insert: %v", err)
+		}
+	}
+}
+
+func (e *env) users() map[string]user {
+	e.t.Helper()
+	rows, err := e.pool.Query(context.Background(), `SELECT id, username, country_code, to_char(created_at, 'YYYY-MM-DD"T"HH24:MI:SS"Z"') FROM users`)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out := map[string]user{}
+	for rows.Next() {
+		var u user
+		if err := rows.Scan(&u.id, &u.username, &u.countryCode, &u.createdAt); err != nil {
+			e.t.Fatal(err)
+		}
+		out[strconv.FormatInt(u.id, 10)] = u
+	}
+	if rows.Err() != nil {
+		e.t.Fatal(rows.Err())
+	}
+	return out
+}
+
+// currentLSN is the WAL insert position: past every commit so far, even
+// with synchronous_commit off (pg_current_wal_lsn may trail it then).
+func (e *env) currentLSN() pglogrepl.LSN {
+	e.t.Helper()
+	var s string
+	if err := e.pool.QueryRow(context.Background(), "SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
+		e.t.Fatal(err)
+	}
+	lsn, err := pglogrepl.ParseLSN(s)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return lsn
+}
+
+func (e *env) confirmedLSN() pglogrepl.LSN {
+	e.t.Helper()
+	conn, err := e.pool.Acquire(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer conn.Release()
+	st, err := replication.Slot(context.Background(), conn.Conn(), e.slot)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return st.Confirmed
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// topicSize is the number of messages in the topic (sum of high watermarks).
+func (e *env) topicSize() int64 {
+	e.t.Helper()
+	c, err := kafka.NewConsumer(&kafka.ConfigMap{"bootstrap.servers": e.kafka, "group.id": "size"})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer c.Close()
+	md, err := c.GetMetadata(&e.topic, false, 10000)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, p := range md.Topics[e.topic].Partitions {
+		_, high, err := c.QueryWatermarkOffsets(e.topic, p.ID, 10000)
+		if err != nil {
+			return 0
+		}
+		n += high
+	}
+	return n
+}
+
+// checkContract checks every record against the event contract and the
+// table: schema, key = id, value = row, headers, nothing else leaked. It
+// returns the records grouped by key.
+func checkContract(t *testing.T, records []testenv.Record, rows map[string]user) map[string][]testenv.Record {
+	t.Helper()
+	validate, err := projection.Validator(projection.UserCreatedType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byKey := map[string][]testenv.Record{}
+	for _, r := range records {
+		byKey[r.Key] = append(byKey[r.Key], r)
+		if err := validate(r.Value); err != nil {
+			t.Fatalf("record %s = %s is not a valid user.created.v1: %v", r.Key, r.Value, err)
+		}
+		u, ok := rows[r.Key]
+		if !ok {
+			t.Fatalf("record with key %q matches no user id", r.Key)
+		}
+		want := fmt.Sprintf(`{"username":%q,"country_code":%q,"created_at":%q}`, u.username, u.countryCode, u.createdAt)
+		if string(r.Value) != want {
+			t.Fatalf("record %s = %s, want %s", r.Key, r.Value, want)
+		}
+		for _, leaked := range []string{"is_a_dog", "api_version", "true", `"test"`} {
+			if bytes.Contains(r.Value, []byte(leaked)) {
+				t.Fatalf("record %s carries %s: %s", r.Key, leaked, r.Value)
+			}
+		}
+		for k, want := range map[string]string{"ce_specversion": "1.0", "ce_type": "user.created.v1", "content-type": "application/json", "ce_subject": r.Key} {
+			if r.Headers[k] != want {
+				t.Fatalf("record %s header %s = %q, want %q", r.Key, k, r.Headers[k], want)
+			}
+		}
+		for _, k := range []string{"ce_id", "ce_source", "ce_time", "userstream_lsn", "userstream_commit_lsn"} {
+			if r.Headers[k] == "" {
+				t.Fatalf("record %s lacks header %s", r.Key, k)
+			}
+		}
+		if !strings.HasPrefix(r.Headers["ce_id"], r.Key+"@") || !strings.HasSuffix(r.Headers["ce_source"], "/public.users") {
+			t.Fatalf("record %s: ce_id %q, ce_source %q", r.Key, r.Headers["ce_id"], r.Headers["ce_source"])
+		}
+		if _, err := time.Parse(time.RFC3339Nano, r.Headers["ce_time"]); err != nil {
+			t.Fatalf("record %s: ce_time %q: %v", r.Key, r.Headers["ce_time"], err)
+		}
+	}
+	return byKey
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
