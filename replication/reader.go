@@ -46,6 +46,7 @@ type Reader struct {
 	types    *pgtype.Map
 	rels     map[uint32]*Relation
 	received pglogrepl.LSN // end of the last WAL data received
+	walEnd   pglogrepl.LSN // the server's WAL end, as last reported by it
 	sent     pglogrepl.LSN // flush position last reported
 	lastSent time.Time
 	txn      txnState
@@ -106,6 +107,9 @@ func (r *Reader) Database() string { return r.system.DBName }
 // Received is the end of the last WAL data received.
 func (r *Reader) Received() pglogrepl.LSN { return r.received }
 
+// ServerWALEnd is the server's WAL end as of its last message.
+func (r *Reader) ServerWALEnd() pglogrepl.LSN { return max(r.walEnd, r.received) }
+
 // Next returns the next Begin, Relation, Change or Commit, or nil when
 // nothing arrived before a status update fell due (call it again). The
 // values it returns are valid until the next call: a Change's data aliases
@@ -153,6 +157,7 @@ func (r *Reader) handleCopyData(ctx context.Context, data []byte) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse keepalive: %w", err)
 		}
+		r.walEnd = max(r.walEnd, ka.ServerWALEnd)
 		r.acker.Idle(ka.ServerWALEnd)
 		// Every keepalive is answered at once, asked or not.
 		return nil, r.SendStatus(ctx)
@@ -164,6 +169,7 @@ func (r *Reader) handleCopyData(ctx context.Context, data []byte) (any, error) {
 		if end := xld.WALStart + pglogrepl.LSN(len(xld.WALData)); end > r.received {
 			r.received = end
 		}
+		r.walEnd = max(r.walEnd, xld.ServerWALEnd)
 		return r.decode(xld)
 	}
 	return nil, nil

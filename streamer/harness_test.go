@@ -4,22 +4,19 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/userstream/userstream/internal/e2e"
 	"github.com/userstream/userstream/internal/testenv"
 	"github.com/userstream/userstream/kafkasink"
 	"github.com/userstream/userstream/projection"
@@ -37,13 +34,13 @@ type env struct {
 	topic string
 	slot  string
 	pool  *pgxpool.Pool
-	logs  *syncBuffer
+	logs  *e2e.SyncBuffer
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	e := &env{t: t, dsn: testenv.Postgres(t), kafka: testenv.Kafka(t), topic: testenv.Topic(t), slot: testenv.Name(t, "slot"), logs: &syncBuffer{}}
+	e := &env{t: t, dsn: testenv.Postgres(t), kafka: testenv.Kafka(t), topic: testenv.Topic(t), slot: testenv.Name(t, "slot"), logs: &e2e.SyncBuffer{}}
 	conn, err := pgx.Connect(ctx, e.dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -100,70 +97,12 @@ func (e *env) inProcess(start pglogrepl.LSN) (stop func() error) {
 }
 
 // child runs the real streamer binary, so a test can SIGKILL it.
-type child struct {
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan error
-}
-
-func (e *env) child(extraEnv ...string) *child {
+func (e *env) child(extraEnv ...string) *e2e.Process {
 	e.t.Helper()
-	cmd := exec.Command(testenv.Bin(e.t, "streamer"), "run")
-	cmd.Env = append(os.Environ(),
-		"DATABASE_URL="+e.dsn, "KAFKA_BOOTSTRAP_SERVERS="+e.kafka, "KAFKA_TOPIC="+e.topic,
-		"KAFKA_TOPIC_PARTITIONS=3", "REPLICATION_SLOT="+e.slot, "METRICS_ADDR=127.0.0.1:0", "MIGRATE=false")
-	cmd.Env = append(cmd.Env, extraEnv...)
-	c := &child{cmd: cmd, out: &syncBuffer{}, done: make(chan error, 1)}
-	cmd.Stdout, cmd.Stderr = c.out, c.out
-	if err := cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
-	go func() { c.done <- cmd.Wait() }()
-	e.t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-c.done
-		if e.t.Failed() {
-			e.t.Logf("streamer output:\n%s", c.out.String())
-		}
-	})
-	return c
-}
-
-// stop sends SIGTERM and returns the exit error.
-func (c *child) stop(t *testing.T) error {
-	t.Helper()
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-c.done:
-		c.done <- err
-		return err
-	case <-time.After(30 * time.Second):
-		t.Fatal("streamer did not exit within 30 s of SIGTERM")
-		return nil
-	}
-}
-
-func (c *child) kill() {
-	_ = c.cmd.Process.Kill()
-	err := <-c.done
-	c.done <- err
-}
-
-// peakRSS is the child's high-water resident set size, in bytes.
-func (c *child) peakRSS(t *testing.T) int64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
-	if err != nil {
-		t.Fatalf("read child status: %v", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmHWM in /proc status")
-	return 0
+	return e2e.Start(e.t, "streamer", testenv.Bin(e.t, "streamer"), append([]string{
+		"DATABASE_URL=" + e.dsn, "KAFKA_BOOTSTRAP_SERVERS=" + e.kafka, "KAFKA_TOPIC=" + e.topic,
+		"KAFKA_TOPIC_PARTITIONS=3", "REPLICATION_SLOT=" + e.slot, "METRICS_ADDR=127.0.0.1:0", "MIGRATE=false",
+	}, extraEnv...), "run")
 }
 
 type user struct {
@@ -233,40 +172,7 @@ func (e *env) confirmedLSN() pglogrepl.LSN {
 	return st.Confirmed
 }
 
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// topicSize is the number of messages in the topic (sum of high watermarks).
-func (e *env) topicSize() int64 {
-	e.t.Helper()
-	c, err := kafka.NewConsumer(&kafka.ConfigMap{"bootstrap.servers": e.kafka, "group.id": "size"})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer c.Close()
-	md, err := c.GetMetadata(&e.topic, false, 10000)
-	if err != nil {
-		return 0
-	}
-	var n int64
-	for _, p := range md.Topics[e.topic].Partitions {
-		_, high, err := c.QueryWatermarkOffsets(e.topic, p.ID, 10000)
-		if err != nil {
-			return 0
-		}
-		n += high
-	}
-	return n
-}
+func (e *env) topicSize() int64 { return e2e.TopicSize(e.t, e.kafka, e.topic) }
 
 // checkContract checks every record against the event contract and the
 // table: schema, key = id, value = row, headers, nothing else leaked. It
@@ -314,21 +220,4 @@ func checkContract(t *testing.T, records []testenv.Record, rows map[string]user)
 		}
 	}
 	return byKey
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -17,11 +17,12 @@ func (s *Streamer) Handler(g prometheus.Gatherer) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		role := s.Role()
+		pg, kafka := reach(s.postgresOK.Load()), reach(s.kafkaOK.Load())
 		status := http.StatusOK
-		if role != "active" && role != "standby" {
+		if (role != "active" && role != "standby") || pg != "ok" || (role == "active" && kafka != "ok") {
 			status = http.StatusServiceUnavailable
 		}
-		writeJSON(w, status, map[string]string{"role": role, "slot": s.cfg.Slot})
+		writeJSON(w, status, map[string]string{"role": role, "slot": s.cfg.Slot, "postgres": pg, "kafka": kafka})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	return mux
@@ -31,4 +32,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+func reach(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "unreachable"
 }

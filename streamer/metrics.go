@@ -10,6 +10,7 @@ type Metrics struct {
 	Restarts       prometheus.Counter
 	AckedLSN       prometheus.Gauge
 	ReceivedLSN    prometheus.Gauge
+	LagBytes       prometheus.Gauge
 	Latency        prometheus.Histogram
 	role           *prometheus.GaugeVec
 }
@@ -35,6 +36,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		ReceivedLSN: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "userstream_streamer_received_lsn", Help: "End of the last WAL data received.",
 		}),
+		LagBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "userstream_streamer_replication_lag_bytes", Help: "Server WAL end minus the acknowledged position: WAL the slot still holds for us.",
+		}),
 		Latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "userstream_streamer_commit_to_ack_seconds",
 			Help:    "Time from a transaction's commit to Kafka's acknowledgement of its event.",
@@ -44,7 +48,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "userstream_streamer_role", Help: "1 for the streamer's current role (active, standby, reconnecting, starting, stopped).",
 		}, []string{"role"}),
 	}
-	reg.MustRegister(m.Produced, m.Skipped, m.DeliveryErrors, m.Restarts, m.AckedLSN, m.ReceivedLSN, m.Latency, m.role)
+	reg.MustRegister(m.Produced, m.Skipped, m.DeliveryErrors, m.Restarts, m.AckedLSN, m.ReceivedLSN, m.LagBytes, m.Latency, m.role)
 	return m
 }
 

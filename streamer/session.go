@@ -44,8 +44,10 @@ func (s *Streamer) session(ctx context.Context, first bool) error {
 	err = sink.EnsureTopic(topicCtx)
 	cancel()
 	if err != nil {
+		s.kafkaOK.Store(false)
 		return fmt.Errorf("%w: %w", errBeforeStart, err)
 	}
+	s.kafkaOK.Store(true)
 
 	tracker := checkpoint.New(start)
 	reader, err := replication.Open(ctx, replication.Config{
@@ -87,6 +89,7 @@ func (s *Streamer) session(ctx context.Context, first bool) error {
 // and returns where to start.
 func (s *Streamer) prepare(ctx context.Context, first bool) (pglogrepl.LSN, string, error) {
 	conn, err := pgx.Connect(ctx, s.cfg.DatabaseURL)
+	s.postgresOK.Store(err == nil)
 	if err != nil {
 		return 0, "", fmt.Errorf("%w: connect: %w", errBeforeStart, err)
 	}
@@ -112,6 +115,11 @@ func (s *Streamer) prepare(ctx context.Context, first bool) (pglogrepl.LSN, stri
 	}
 	if err != nil {
 		return 0, "", fmt.Errorf("%w: %w", errBeforeStart, err)
+	}
+	if st.Active {
+		// Checked here, before a producer is built, so a standby's
+		// once-a-second retry stays cheap; START_REPLICATION checks again.
+		return 0, "", fmt.Errorf("slot %s held by pid %d: %w", s.cfg.Slot, st.ActivePID, replication.ErrSlotActive)
 	}
 	start := st.Confirmed
 	if s.cfg.StartLSN != 0 && first {
@@ -170,11 +178,11 @@ func (p *pipe) read(ctx, gctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			p.s.postgresOK.Store(false)
 			return err
 		}
 		if time.Since(lastGauge) > time.Second {
-			p.s.metrics.AckedLSN.Set(float64(p.tracker.Acked()))
-			p.s.metrics.ReceivedLSN.Set(float64(p.reader.Received()))
+			p.gauges()
 			lastGauge = time.Now()
 		}
 		switch m := v.(type) {
@@ -199,6 +207,17 @@ func (p *pipe) read(ctx, gctx context.Context) error {
 			cur = nil
 		}
 	}
+}
+
+func (p *pipe) gauges() {
+	acked, end := p.tracker.Acked(), p.reader.ServerWALEnd()
+	p.s.metrics.AckedLSN.Set(float64(acked))
+	p.s.metrics.ReceivedLSN.Set(float64(p.reader.Received()))
+	lag := 0.0
+	if end > acked {
+		lag = float64(end - acked)
+	}
+	p.s.metrics.LagBytes.Set(lag)
 }
 
 // bind (re)binds the projector of a table when PostgreSQL describes it. A
@@ -300,6 +319,7 @@ func (p *pipe) deliver(ctx context.Context) error {
 					}
 					return fmt.Errorf("delivery failed: %w", err)
 				}
+				p.s.kafkaOK.Store(true)
 				t := e.Opaque.(*txn)
 				p.tracker.Delivered(t.Txn, 1)
 				p.s.metrics.Produced.Inc()
@@ -307,6 +327,9 @@ func (p *pipe) deliver(ctx context.Context) error {
 			case kafka.Error:
 				if e.IsFatal() {
 					return fmt.Errorf("kafka producer failed: %w", e)
+				}
+				if e.Code() == kafka.ErrAllBrokersDown {
+					p.s.kafkaOK.Store(false)
 				}
 				if time.Since(lastWarn) > 10*time.Second {
 					p.s.log.Warn().Str("kafka_error", e.Code().String()).Str("detail", redact(e.Error())).Msg("kafka client error; retrying")

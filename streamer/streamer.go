@@ -45,6 +45,8 @@ type Streamer struct {
 	log     zerolog.Logger
 	metrics *Metrics
 	role    atomic.Value // "starting", "active", "standby", "reconnecting", "stopped"
+	// Reachability as last seen, for /readyz.
+	postgresOK, kafkaOK atomic.Bool
 }
 
 // New returns a streamer; m receives its metrics.

@@ -11,21 +11,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
-
-	"github.com/userstream/userstream/api"
+	"github.com/userstream/userstream/internal/e2e"
 	"github.com/userstream/userstream/internal/testenv"
 	"github.com/userstream/userstream/streamer"
-	"github.com/userstream/userstream/userdb"
 )
 
 func TestEveryUserCreatedThroughTheAPIArrivesAsOneValidEvent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	stop := e.inProcess(0)
-	base := startAPI(t, e.pool)
+	base := e2e.StartAPI(t, e.pool)
 
 	const n = 1000
 	var wg sync.WaitGroup
@@ -77,9 +72,9 @@ func TestAfterSIGTERMTheStreamerResumesWithNothingLostAndNothingRepeated(t *test
 	e := newEnv(t)
 	first := e.child()
 	e.insertUsers("before", 0, 100)
-	waitFor(t, 60*time.Second, "the first 100 events", func() bool { return e.topicSize() >= 100 })
-	if err := first.stop(t); err != nil {
-		t.Fatalf("SIGTERM exit: %v (want status 0)\n%s", err, first.out.String())
+	e2e.WaitFor(t, 60*time.Second, "the first 100 events", func() bool { return e.topicSize() >= 100 })
+	if err := first.Stop(t, 30*time.Second); err != nil {
+		t.Fatalf("SIGTERM exit: %v (want status 0)\n%s", err, first.Output())
 	}
 
 	e.insertUsers("while-down", 0, 500)
@@ -115,8 +110,8 @@ func TestASIGKILLedStreamerLosesNothingAndDuplicatesKeepTheirCEID(t *testing.T) 
 			}
 		}()
 	}
-	waitFor(t, 60*time.Second, "some events before the crash", func() bool { return e.topicSize() >= 800 })
-	c.kill()
+	e2e.WaitFor(t, 60*time.Second, "some events before the crash", func() bool { return e.topicSize() >= 800 })
+	c.Kill()
 	e.child()
 	wg.Wait()
 
@@ -159,7 +154,7 @@ func TestStartLSNAheadOfTheSlotSkipsEarlierChangesAndBehindIsRefused(t *testing.
 		t.Fatal(err)
 	}
 
-	waitFor(t, 20*time.Second, "the slot to confirm past the start LSN", func() bool { return e.confirmedLSN() > from })
+	e2e.WaitFor(t, 20*time.Second, "the slot to confirm past the start LSN", func() bool { return e.confirmedLSN() > from })
 	behind := e.inProcess(from - 1)
 	err := waitErr(t, behind)
 	if err == nil || !strings.Contains(err.Error(), "cannot replay behind a slot's confirmed position") || !strings.Contains(err.Error(), e.confirmedLSN().String()) {
@@ -185,7 +180,7 @@ func TestTheSlotAdvancesWhileIdleAndAfterEachDeliveredBatch(t *testing.T) {
 
 	e.insertUsers("batch", 0, 10)
 	afterBatch := e.currentLSN()
-	waitFor(t, 30*time.Second, "the slot to confirm the delivered batch", func() bool { return e.confirmedLSN() >= afterBatch })
+	e2e.WaitFor(t, 30*time.Second, "the slot to confirm the delivered batch", func() bool { return e.confirmedLSN() >= afterBatch })
 
 	// WAL that makes no event (a table outside the publication): an idle
 	// streamer must still let the slot move past it.
@@ -193,7 +188,7 @@ func TestTheSlotAdvancesWhileIdleAndAfterEachDeliveredBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	idle := e.currentLSN()
-	waitFor(t, 30*time.Second, "the idle slot to advance past unrelated WAL", func() bool { return e.confirmedLSN() >= idle })
+	e2e.WaitFor(t, 30*time.Second, "the idle slot to advance past unrelated WAL", func() bool { return e.confirmedLSN() >= idle })
 }
 
 func TestAOneTransactionOf200000InsertsStreamsWithBoundedMemory(t *testing.T) {
@@ -208,10 +203,10 @@ func TestAOneTransactionOf200000InsertsStreamsWithBoundedMemory(t *testing.T) {
 	}
 	end := e.currentLSN()
 	start := time.Now()
-	waitFor(t, 5*time.Minute, "200,000 events and the slot past the transaction", func() bool {
+	e2e.WaitFor(t, 5*time.Minute, "200,000 events and the slot past the transaction", func() bool {
 		return e.topicSize() >= n && e.confirmedLSN() >= end
 	})
-	rss := c.peakRSS(t)
+	rss := c.PeakRSS(t)
 	t.Logf("200,000-row transaction streamed in %s; streamer peak RSS %.1f MiB", time.Since(start).Round(time.Millisecond), float64(rss)/(1<<20))
 	if got := e.topicSize(); got != n {
 		t.Errorf("%d messages in the topic, want %d", got, n)
@@ -221,28 +216,12 @@ func TestAOneTransactionOf200000InsertsStreamsWithBoundedMemory(t *testing.T) {
 	}
 }
 
-func startAPI(t *testing.T, pool *pgxpool.Pool) string {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	srv := api.NewServer(api.Config{Addr: "127.0.0.1:0"}, userdb.New(pool, "test"), zerolog.Nop(), prometheus.NewRegistry())
-	if err := srv.Open(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	return "http://" + srv.Addr()
-}
-
 func TestARenamedProjectedColumnStopsTheStreamerWithoutAcknowledgingTheChange(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	stop := e.inProcess(0)
 	e.insertUsers("before-rename", 0, 5)
-	waitFor(t, 30*time.Second, "the first events", func() bool { return e.topicSize() >= 5 })
+	e2e.WaitFor(t, 30*time.Second, "the first events", func() bool { return e.topicSize() >= 5 })
 
 	// PostgreSQL refuses to drop (without CASCADE) or retype a column in a
 	// publication's column list, but a rename goes through: the next Relation
