@@ -3,7 +3,7 @@
 SHELL := bash
 .DEFAULT_GOAL := help
 
-.PHONY: help up down test build lint clean
+.PHONY: help up down test faults build lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -16,6 +16,9 @@ down: ## stop everything make up started
 
 test: ## gofmt, vet, staticcheck, then the whole suite against a private PostgreSQL and broker
 	@scripts/test.sh
+
+faults: ## the fault suite at full size; writes docs/reliability.md
+	@scripts/faults.sh
 
 build: ## build every program into bin/
 	go build -o bin/ ./cmd/...

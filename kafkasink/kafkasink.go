@@ -35,7 +35,8 @@ var defaults = map[string]kafka.ConfigValue{
 	"compression.type":             "lz4",
 	"linger.ms":                    "5",
 	"partitioner":                  "murmur2_random",
-	"message.timeout.ms":           "0", // never give up on a message: a Kafka outage is waited out
+	"message.timeout.ms":           "0",    // never give up on a message: a Kafka outage is waited out
+	"reconnect.backoff.max.ms":     "1000", // a broker back from an outage is found within a second
 	"queue.buffering.max.messages": "50000",
 	"queue.buffering.max.kbytes":   "32768",
 	"go.delivery.report.fields":    "none", // reports carry the opaque; key and value are not copied back

@@ -103,6 +103,9 @@ func (s *Streamer) prepare(ctx context.Context, first bool) (pglogrepl.LSN, stri
 		}
 	}
 	created, err := replication.EnsureSlot(ctx, conn, s.cfg.Slot)
+	if errors.Is(err, replication.ErrSlotLost) {
+		return 0, "", permanent(slotLostError(s.cfg.Slot, err))
+	}
 	if err != nil {
 		return 0, "", fmt.Errorf("%w: %w", errBeforeStart, err)
 	}

@@ -1,0 +1,256 @@
+// Package faults is the fault suite: each scenario drives a steady insert load
+// through the real API, injects one fault into the real PostgreSQL, broker or
+// streamer processes, then reads the whole topic with a plain consumer and
+// compares it with the users table. `make test` runs every scenario at a
+// small size; `make faults` runs them at full size and writes
+// docs/reliability.md.
+package faults
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/userstream/userstream/internal/e2e"
+	"github.com/userstream/userstream/internal/testenv"
+	"github.com/userstream/userstream/replication"
+	"github.com/userstream/userstream/sql"
+)
+
+var (
+	full       = flag.Bool("faults.full", false, "run the full-size scenarios (make faults)")
+	reportPath = flag.String("faults.report", "", "write the results table to this Markdown file")
+)
+
+// scale is how big each scenario is.
+type scale struct {
+	rows    int           // inserts through the API
+	rate    int           // per second
+	kills   int           // SIGKILLs in the repeated-kill scenario
+	outage  time.Duration // broker stopped this long
+	huge    int           // rows in the one big transaction
+}
+
+func size() scale {
+	if *full {
+		return scale{rows: 20_000, rate: 1000, kills: 10, outage: 30 * time.Second, huge: 1_000_000}
+	}
+	return scale{rows: 3000, rate: 600, kills: 3, outage: 5 * time.Second, huge: 100_000}
+}
+
+// result is one row of the report.
+type result struct {
+	Scenario string
+	e2e.Report
+	Recovery time.Duration
+	Note     string
+}
+
+var results struct {
+	sync.Mutex
+	rows []result
+}
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := m.Run()
+	if err := report(); err != nil {
+		fmt.Fprintln(os.Stderr, "faults: write report:", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// stack is one scenario's private world.
+type stack struct {
+	t       *testing.T
+	cluster *testenv.Cluster
+	dsn     string
+	pool    *pgxpool.Pool
+	broker  *e2e.Broker
+	topic   string
+	slot    string
+	api     string
+}
+
+func newStack(t *testing.T, conf ...string) *stack {
+	t.Helper()
+	ctx := context.Background()
+	s := &stack{t: t, cluster: testenv.NewCluster(t, conf...), topic: "users.created", slot: "users_cdc"}
+	admin, err := pgx.Connect(ctx, s.cluster.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, "CREATE DATABASE userstream"); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close(ctx)
+	s.dsn = testenv.WithDatabase(t, s.cluster.DSN(), "userstream")
+	conn, err := pgx.Connect(ctx, s.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := sql.Migrate(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := replication.EnsureSlot(ctx, conn, s.slot); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgxpool.ParseConfig(s.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.ConnectTimeout = 2 * time.Second
+	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.pool.Close)
+	s.broker = e2e.StartBroker(t)
+	s.api = e2e.StartAPI(t, s.pool)
+	return s
+}
+
+// streamer starts a streamer process; its health and metrics listen on port.
+func (s *stack) streamer(port int, extraEnv ...string) *e2e.Process {
+	s.t.Helper()
+	return e2e.Start(s.t, "streamer", testenv.Bin(s.t, "streamer"), append([]string{
+		"DATABASE_URL=" + s.dsn, "KAFKA_BOOTSTRAP_SERVERS=" + s.broker.Addr(), "KAFKA_TOPIC=" + s.topic,
+		"REPLICATION_SLOT=" + s.slot, fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", port), "MIGRATE=false",
+	}, extraEnv...), "run")
+}
+
+func (s *stack) size() int64 { return e2e.TopicSize(s.t, s.broker.Addr(), s.topic) }
+
+// recovery waits until the topic grows past what it held when the fault was
+// removed, and returns how long that took from then.
+func (s *stack) recovery(from time.Time) time.Duration {
+	s.t.Helper()
+	base := s.size()
+	e2e.WaitFor(s.t, 3*time.Minute, "events to flow again", func() bool { return s.size() > base })
+	return time.Since(from)
+}
+
+// role asks a streamer's /readyz for its role.
+func role(port int) string {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", port))
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var body struct{ Role string }
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return body.Role
+}
+
+// finish waits for the load, audits the topic, records the result and fails
+// the test if anything was lost, leaked or broken.
+func (s *stack) finish(name string, load *e2e.Load, recovery time.Duration, note string) {
+	s.t.Helper()
+	if load != nil {
+		load.Wait()
+		if n := load.Other.Load(); n != 0 {
+			s.t.Errorf("%d API answers other than 201 and 503", n)
+		}
+	}
+	rep := e2e.Audit(s.t, s.broker.Addr(), s.topic, s.pool, 5*time.Minute)
+	results.Lock()
+	results.rows = append(results.rows, result{Scenario: name, Report: rep, Recovery: recovery, Note: note})
+	results.Unlock()
+	s.t.Logf("%s: %s; recovery %s; %s", name, rep, recovery.Round(time.Millisecond), note)
+	if !rep.Clean() {
+		s.t.Errorf("%s: %s", name, rep)
+	}
+	if rep.Inserted == 0 {
+		s.t.Errorf("%s: nothing was inserted, the scenario proves nothing", name)
+	}
+}
+
+func report() error {
+	results.Lock()
+	defer results.Unlock()
+	sort.Slice(results.rows, func(i, j int) bool { return results.rows[i].Scenario < results.rows[j].Scenario })
+	var b strings.Builder
+	fmt.Fprintln(&b, "| scenario | rows inserted | events found | rows missing | duplicates (same ce_id) | leaked fields | invalid | time to recover | notes |")
+	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|---|---|")
+	for _, r := range results.rows {
+		rec := "–"
+		if r.Recovery > 0 {
+			rec = r.Recovery.Round(10 * time.Millisecond).String()
+		}
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d (%d mismatched) | %d | %d | %s | %s |\n",
+			r.Scenario, r.Inserted, r.Records, r.Missing, r.Duplicates, r.CEIDMismatches, r.Leaked, r.Invalid, rec, r.Note)
+	}
+	fmt.Print("\nFault suite results:\n\n" + b.String())
+	if *reportPath == "" {
+		return nil
+	}
+	return os.WriteFile(*reportPath, []byte(reliabilityDoc(b.String())), 0o644)
+}
+
+func reliabilityDoc(table string) string {
+	return fmt.Sprintf(`# Reliability: the fault suite
+
+Produced by `+"`make faults`"+` on %s.
+
+Machine: %s; %d cores; %s. PostgreSQL: %s. Broker: devkafka (franz-go kfake),
+a Kafka-protocol stand-in. Streamer: idempotent producer, `+"`acks=all`"+`.
+
+Each scenario runs on a private PostgreSQL cluster and broker, drives a steady
+insert load through the real API (a scenario without load says so), injects
+one fault into the real processes, then reads the whole topic with a plain
+consumer and compares it with the users table. *Time to recover* runs from
+the moment the fault is removed (or, for a takeover, from the kill) until
+events flow again. Duplicates are allowed (at-least-once); each must carry its
+original's `+"`ce_id`"+`. Missing rows, leaked fields and invalid events must be 0.
+
+%s
+`+"`make test`"+` runs the same scenarios at a small size on every run.
+`, time.Now().UTC().Format("2006-01-02"), cpuModel(), runtime.NumCPU(), memTotal(), pgVersion(), table)
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "model name") {
+			_, v, _ := strings.Cut(l, ":")
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
+
+func memTotal() string {
+	b, _ := os.ReadFile("/proc/meminfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "MemTotal:") {
+			var kb int64
+			fmt.Sscanf(strings.TrimPrefix(l, "MemTotal:"), "%d", &kb)
+			return fmt.Sprintf("%.0f GiB memory", float64(kb)/(1<<20))
+		}
+	}
+	return "unknown memory"
+}
+
+func pgVersion() string {
+	cmd := exec.Command("bash", "-c", ". scripts/lib.sh; \"$(pg_bin)/postgres\" --version")
+	cmd.Dir = ".." // tests run in the package folder
+	out, err := cmd.Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}
