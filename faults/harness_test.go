@@ -37,11 +37,11 @@ var (
 
 // scale is how big each scenario is.
 type scale struct {
-	rows    int           // inserts through the API
-	rate    int           // per second
-	kills   int           // SIGKILLs in the repeated-kill scenario
-	outage  time.Duration // broker stopped this long
-	huge    int           // rows in the one big transaction
+	rows   int           // inserts through the API
+	rate   int           // per second
+	kills  int           // SIGKILLs in the repeated-kill scenario
+	outage time.Duration // broker stopped this long
+	huge   int           // rows in the one big transaction
 }
 
 func size() scale {
