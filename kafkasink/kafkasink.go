@@ -41,7 +41,8 @@ var defaults = map[string]kafka.ConfigValue{
 	"queue.buffering.max.kbytes":   "32768",
 	"go.delivery.report.fields":    "none", // reports carry the opaque; key and value are not copied back
 	"go.events.channel.size":       50000,
-	"go.logs.channel.enable":       false,
+	"go.logs.channel.enable":       true, // librdkafka's log lines reach the streamer's JSON log
+	"log_level":                    "4",  // warnings and worse
 }
 
 // guarded are settings an operator may not weaken.
@@ -143,6 +144,9 @@ func (s *Sink) Produce(key, value []byte, headers []kafka.Header, opaque any) er
 // Events carries delivery reports (*kafka.Message) and client errors (kafka.Error).
 func (s *Sink) Events() chan kafka.Event { return s.p.Events() }
 
+// Logs carries librdkafka's log lines; the owner must drain it.
+func (s *Sink) Logs() chan kafka.LogEvent { return s.p.Logs() }
+
 // Len is the number of messages not yet delivered or failed.
 func (s *Sink) Len() int { return s.p.Len() }
 
@@ -155,6 +159,13 @@ func (s *Sink) Abandon() {
 
 // Close closes the producer; call it after every delivery was reported.
 func (s *Sink) Close() { s.p.Close() }
+
+// InjectFatalError makes librdkafka raise a fatal error, as when a broker
+// lost the idempotent producer's state: fault tests use it to prove the
+// streamer recovers.
+func (s *Sink) InjectFatalError() {
+	s.p.TestFatalError(kafka.ErrOutOfOrderSequenceNumber, "injected by a fault test")
+}
 
 // IsQueueFull reports librdkafka's local queue being full.
 func IsQueueFull(err error) bool {

@@ -11,6 +11,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/userstream/userstream/checkpoint"
@@ -27,7 +28,7 @@ func (s *Streamer) session(ctx context.Context, first bool) error {
 	if err != nil {
 		return err
 	}
-	sink, err := kafkasink.New(s.cfg.Kafka)
+	sink, err := s.newSink(s.cfg.Kafka)
 	if err != nil {
 		return permanent(err)
 	}
@@ -286,6 +287,9 @@ func (p *pipe) change(ctx, gctx context.Context, cur *txn, c *replication.Change
 			p.produced.Add(1)
 			return nil
 		}
+		if kafkasink.IsPermanent(err) {
+			return permanent(fmt.Errorf("kafka refused an event for good: %w", err))
+		}
 		if !kafkasink.IsQueueFull(err) {
 			return fmt.Errorf("produce: %w", err)
 		}
@@ -311,6 +315,8 @@ func (p *pipe) deliver(ctx context.Context) error {
 			return nil
 		case <-p.stop:
 			return nil
+		case l := <-p.sink.Logs():
+			p.s.log.WithLevel(rdkafkaLevel(l.Level)).Str("kafka_client", l.Tag).Msg(redact(l.Message))
 		case e := <-p.sink.Events():
 			switch e := e.(type) {
 			case *kafka.Message:
@@ -341,6 +347,19 @@ func (p *pipe) deliver(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// rdkafkaLevel maps syslog levels, which librdkafka uses, to zerolog's.
+func rdkafkaLevel(l int) zerolog.Level {
+	switch {
+	case l <= 3:
+		return zerolog.ErrorLevel
+	case l == 4:
+		return zerolog.WarnLevel
+	case l <= 6:
+		return zerolog.InfoLevel
+	}
+	return zerolog.DebugLevel
 }
 
 // drain waits, bounded, for outstanding deliveries, then reports the final

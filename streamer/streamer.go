@@ -47,6 +47,8 @@ type Streamer struct {
 	role    atomic.Value // "starting", "active", "standby", "reconnecting", "stopped"
 	// Reachability as last seen, for /readyz.
 	postgresOK, kafkaOK atomic.Bool
+	// newSink makes each session's producer; tests wrap it.
+	newSink func(kafkasink.Config) (*kafkasink.Sink, error)
 }
 
 // New returns a streamer; m receives its metrics.
@@ -66,7 +68,7 @@ func New(cfg Config, log zerolog.Logger, m *Metrics) *Streamer {
 	if cfg.Projectors == nil {
 		cfg.Projectors = projection.All()
 	}
-	s := &Streamer{cfg: cfg, log: log, metrics: m}
+	s := &Streamer{cfg: cfg, log: log, metrics: m, newSink: kafkasink.New}
 	s.setRole("starting")
 	return s
 }

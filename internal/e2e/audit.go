@@ -48,7 +48,7 @@ func Audit(t testing.TB, bootstrap, topic string, pool *pgxpool.Pool, timeout ti
 		t.Fatal(err)
 	}
 	c, err := kafka.NewConsumer(&kafka.ConfigMap{
-		"bootstrap.servers": bootstrap, "group.id": testenv.Name(t, "audit"),
+		"bootstrap.servers": bootstrap, "group.id": testenv.Name(t, "audit"), "log_level": 3,
 		"auto.offset.reset": "earliest", "enable.auto.commit": false,
 	})
 	if err != nil {
@@ -147,7 +147,7 @@ func usersByID(t testing.TB, pool *pgxpool.Pool) map[string]string {
 // high watermarks); 0 while it does not exist or the broker is unreachable.
 func TopicSize(t testing.TB, bootstrap, topic string) int64 {
 	t.Helper()
-	c, err := kafka.NewConsumer(&kafka.ConfigMap{"bootstrap.servers": bootstrap, "group.id": "size"})
+	c, err := kafka.NewConsumer(&kafka.ConfigMap{"bootstrap.servers": bootstrap, "group.id": "size", "log_level": 3})
 	if err != nil {
 		t.Fatal(err)
 	}

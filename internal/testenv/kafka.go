@@ -27,6 +27,7 @@ func Consume(t testing.TB, bootstrap, topic string, want int, timeout, quiet tim
 		"group.id":           Name(t, "group"),
 		"auto.offset.reset":  "earliest",
 		"enable.auto.commit": false,
+		"log_level":          3,
 	})
 	if err != nil {
 		t.Fatalf("testenv: consumer: %v", err)
