@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/userstream/userstream/api"
+	"github.com/userstream/userstream/internal/e2e"
 	"github.com/userstream/userstream/sql"
 	"github.com/userstream/userstream/userdb"
 )
@@ -33,7 +34,7 @@ type testAPI struct {
 	t        *testing.T
 	base     string
 	pool     *pgxpool.Pool
-	logs     *syncBuffer
+	logs     *e2e.SyncBuffer
 	router   routers.Router
 	mu       sync.Mutex
 	personal []string
@@ -55,7 +56,7 @@ func startAPI(t *testing.T, dsn string) *testAPI {
 	if err := pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error { return sql.Migrate(ctx, c.Conn()) }); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &e2e.SyncBuffer{}
 	srv := api.NewServer(api.Config{Addr: "127.0.0.1:0", DBTimeout: 2 * time.Second},
 		userdb.New(pool, testVersion), zerolog.New(logs), prometheus.NewRegistry())
 	if err := srv.Open(); err != nil {
@@ -203,21 +204,4 @@ func (ta *testAPI) checkLogsHoldNoPersonalData() {
 			return
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -26,8 +26,6 @@ import (
 
 	"github.com/userstream/userstream/internal/e2e"
 	"github.com/userstream/userstream/internal/testenv"
-	"github.com/userstream/userstream/replication"
-	"github.com/userstream/userstream/sql"
 )
 
 var (
@@ -99,17 +97,7 @@ func newStack(t *testing.T, conf ...string) *stack {
 	}
 	admin.Close(ctx)
 	s.dsn = testenv.WithDatabase(t, s.cluster.DSN(), "userstream")
-	conn, err := pgx.Connect(ctx, s.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if err := sql.Migrate(ctx, conn); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := replication.EnsureSlot(ctx, conn, s.slot); err != nil {
-		t.Fatal(err)
-	}
+	e2e.PrepareDatabase(t, s.dsn, s.slot)
 	cfg, err := pgxpool.ParseConfig(s.dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -218,6 +206,29 @@ events flow again. Duplicates are allowed (at-least-once); each must carry its
 original's `+"`ce_id`"+`. Missing rows, leaked fields and invalid events must be 0.
 
 %s
+## Reading the figures
+
+- **Duplicates after a PostgreSQL restart.** PostgreSQL before 17 writes a
+  logical slot's confirmed position to disk only when the slot is otherwise
+  dirty (its restart position or xmin moved, about every 15 s under load), not
+  at every shutdown. After a restart it replays from the last position it
+  wrote, so up to some seconds of events come again. Every copy has its
+  original's `+"`"+`ce_id`+"`"+`; nothing is lost. PostgreSQL 17 persists the position at
+  shutdown.
+- **Duplicates after a streamer SIGKILL** are the events delivered after the
+  last standby status update (at most about a second's worth).
+- **Broker SIGKILL.** This kfake version keeps enough idempotent-producer
+  state on disk, and accepts a restarted producer's sequences as Kafka 2.5+
+  does (KIP-360), so the SIGKILL caused no fatal producer error here ("0
+  session restarts"). The fatal path itself is proven by
+  `+"`"+`TestAFatalProducerErrorRecreatesTheProducerAndLosesNothing`+"`"+`, which makes
+  librdkafka raise the fatal out-of-order-sequence error on a real producer:
+  the streamer drops it, resumes from the last acknowledged position with a
+  new one, and loses nothing.
+- **Time to recover** for the broker outage is librdkafka's reconnect, capped
+  at 1 s (`+"`"+`reconnect.backoff.max.ms`+"`"+`); for a takeover it includes the
+  standby's one-second retry.
+
 `+"`make test`"+` runs the same scenarios at a small size on every run.
 `, time.Now().UTC().Format("2006-01-02"), cpuModel(), runtime.NumCPU(), memTotal(), pgVersion(), table)
 }

@@ -90,7 +90,7 @@ func TestBrokerSIGKILLedForcesANewProducerAndLosesNothing(t *testing.T) {
 	recovery := s.recovery(time.Now())
 	load.Wait()
 	restarts := strings.Count(p.Output(), "stream interrupted")
-	s.finish("broker SIGKILL (producer state lost)", load, recovery, fmt.Sprintf("%d streamer session restarts", restarts))
+	s.finish("broker SIGKILL, restarted at once", load, recovery, fmt.Sprintf("%d streamer session restarts", restarts))
 }
 
 func TestAColumnAddedMidStreamNeverReachesKafka(t *testing.T) {

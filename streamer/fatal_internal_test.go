@@ -15,8 +15,6 @@ import (
 	"github.com/userstream/userstream/internal/e2e"
 	"github.com/userstream/userstream/internal/testenv"
 	"github.com/userstream/userstream/kafkasink"
-	"github.com/userstream/userstream/replication"
-	"github.com/userstream/userstream/sql"
 )
 
 // The local broker no longer loses idempotent-producer state on SIGKILL, so
@@ -26,17 +24,12 @@ func TestAFatalProducerErrorRecreatesTheProducerAndLosesNothing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	dsn, bootstrap, topic, slot := testenv.Postgres(t), testenv.Kafka(t), testenv.Topic(t), testenv.Name(t, "slot")
+	e2e.PrepareDatabase(t, dsn, slot)
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if err := sql.Migrate(ctx, conn); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := replication.EnsureSlot(ctx, conn, slot); err != nil {
-		t.Fatal(err)
-	}
 
 	m := NewMetrics(prometheus.NewRegistry())
 	s := New(Config{DatabaseURL: dsn, Slot: slot, Kafka: kafkasink.Config{Topic: topic, Partitions: 3,

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -21,7 +20,6 @@ import (
 	"github.com/userstream/userstream/kafkasink"
 	"github.com/userstream/userstream/projection"
 	"github.com/userstream/userstream/replication"
-	"github.com/userstream/userstream/sql"
 	"github.com/userstream/userstream/streamer"
 )
 
@@ -41,18 +39,8 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t, dsn: testenv.Postgres(t), kafka: testenv.Kafka(t), topic: testenv.Topic(t), slot: testenv.Name(t, "slot"), logs: &e2e.SyncBuffer{}}
-	conn, err := pgx.Connect(ctx, e.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if err := sql.Migrate(ctx, conn); err != nil {
-		t.Fatal(err)
-	}
-	// The slot exists before any test insert, so every row is streamed.
-	if _, err := replication.EnsureSlot(ctx, conn, e.slot); err != nil {
-		t.Fatal(err)
-	}
+	e2e.PrepareDatabase(t, e.dsn, e.slot)
+	var err error
 	if e.pool, err = pgxpool.New(ctx, e.dsn); err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,7 @@ import (
 
 	"github.com/userstream/userstream/internal/envflag"
 	"github.com/userstream/userstream/internal/pgdsn"
+	"github.com/userstream/userstream/internal/probe"
 	"github.com/userstream/userstream/kafkasink"
 	"github.com/userstream/userstream/replication"
 	"github.com/userstream/userstream/sql"
@@ -288,23 +289,5 @@ func healthcheck(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	_, port, err := net.SplitHostPort(c.metricsAddr)
-	if err != nil {
-		return fmt.Errorf("METRICS_ADDR %q: %w", c.metricsAddr, err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+port+"/healthz", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("healthcheck: %w", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("healthcheck: status %d", resp.StatusCode)
-	}
-	return nil
+	return probe.Healthz(ctx, c.metricsAddr)
 }
