@@ -3,7 +3,7 @@
 SHELL := bash
 .DEFAULT_GOAL := help
 
-.PHONY: help up down test faults build lint clean
+.PHONY: help up down test faults bench build lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -19,6 +19,9 @@ test: ## gofmt, vet, staticcheck, then the whole suite against a private Postgre
 
 faults: ## the fault suite at full size; writes docs/reliability.md
 	@scripts/faults.sh
+
+bench: ## streamer and API benchmarks beside their ceilings; writes docs/benchmarks.md
+	@scripts/bench.sh
 
 build: ## build every program into bin/
 	go build -o bin/ ./cmd/...

@@ -108,3 +108,40 @@ wait_port() {
 	for _ in $(seq 1 $(( $2 * 10 ))); do port_in_use "$1" && return 0; sleep 0.1; done
 	die "$3 did not listen on port $1 within $2 s"
 }
+
+# private_stack_start WORK: a PostgreSQL cluster and (unless
+# KAFKA_BOOTSTRAP_SERVERS names a Kafka) a devkafka broker on free ports,
+# with data under WORK and binaries built into WORK/bin. Sets STACK_PG_DIR,
+# STACK_DSN (superuser, database postgres), STACK_KAFKA and STACK_KAFKA_PID.
+# PG_FAST=1 trades durability for speed (tests).
+private_stack_start() {
+	local work=$1 port attempt
+	STACK_PG_DIR="$work/pg"
+	STACK_KAFKA_PID=""
+	pg_init "$STACK_PG_DIR"
+	for attempt in 1 2 3; do
+		port=$(free_port)
+		if (pg_start "$STACK_PG_DIR" "$port" "$work/pg.log"); then break; fi
+		[ "$attempt" -eq 3 ] && die "could not start PostgreSQL"
+	done
+	STACK_DSN="postgres://postgres:postgres@127.0.0.1:$port/postgres?sslmode=disable"
+	go build -o "$work/bin/" ./cmd/...
+	if [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+		STACK_KAFKA="$KAFKA_BOOTSTRAP_SERVERS"
+		return 0
+	fi
+	"$work/bin/devkafka" --port 0 --data-dir "$work/kafka" --addr-file "$work/kafka.addr" 2>"$work/kafka.log" &
+	STACK_KAFKA_PID=$!
+	for _ in $(seq 1 100); do [ -s "$work/kafka.addr" ] && break; sleep 0.1; done
+	[ -s "$work/kafka.addr" ] || { cat "$work/kafka.log" >&2; die "devkafka did not start"; }
+	STACK_KAFKA=$(cat "$work/kafka.addr")
+}
+
+# private_stack_stop: stop what private_stack_start started.
+private_stack_stop() {
+	if [ -n "${STACK_KAFKA_PID:-}" ]; then
+		kill -TERM "$STACK_KAFKA_PID" 2>/dev/null && wait "$STACK_KAFKA_PID" 2>/dev/null || true
+	fi
+	[ -n "${STACK_PG_DIR:-}" ] && pg_stop "$STACK_PG_DIR"
+	return 0
+}

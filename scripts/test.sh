@@ -22,40 +22,15 @@ fi
 
 work=$(mktemp -d /tmp/userstream-test.XXXXXX)
 chmod 755 "$work"
-pgdir="$work/pg"
-kafka_pid=""
-cleanup() {
-	[ -n "$kafka_pid" ] && kill -TERM "$kafka_pid" 2>/dev/null && wait "$kafka_pid" 2>/dev/null || true
-	pg_stop "$pgdir"
-	rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'private_stack_stop; rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 
-log "== starting a private PostgreSQL ($(pg_bin))"
-PG_FAST=1 pg_init "$pgdir"
-for attempt in 1 2 3; do
-	port=$(free_port)
-	if (pg_start "$pgdir" "$port" "$work/pg.log"); then break; fi
-	[ "$attempt" -eq 3 ] && die "could not start the test PostgreSQL"
-done
-export USERSTREAM_TEST_DATABASE_URL="postgres://postgres:postgres@127.0.0.1:$port/postgres?sslmode=disable"
+log "== starting a private PostgreSQL ($(pg_bin)) and ${KAFKA_BOOTSTRAP_SERVERS:+the Kafka at }${KAFKA_BOOTSTRAP_SERVERS:-a private devkafka broker}"
+PG_FAST=1 private_stack_start "$work"
+export USERSTREAM_TEST_DATABASE_URL="$STACK_DSN"
 export USERSTREAM_TEST_PG_BIN="$(pg_bin)"
-
-go build -o "$work/bin/" ./cmd/...
 export USERSTREAM_TEST_BIN="$work/bin"
-
-if [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
-	log "== using the Kafka at $KAFKA_BOOTSTRAP_SERVERS"
-	export USERSTREAM_TEST_KAFKA="$KAFKA_BOOTSTRAP_SERVERS"
-else
-	log "== starting a private Kafka-protocol broker (devkafka)"
-	"$work/bin/devkafka" --port 0 --data-dir "$work/kafka" --addr-file "$work/kafka.addr" 2>"$work/kafka.log" &
-	kafka_pid=$!
-	for _ in $(seq 1 100); do [ -s "$work/kafka.addr" ] && break; sleep 0.1; done
-	[ -s "$work/kafka.addr" ] || { cat "$work/kafka.log" >&2; die "devkafka did not start"; }
-	export USERSTREAM_TEST_KAFKA="$(cat "$work/kafka.addr")"
-fi
+export USERSTREAM_TEST_KAFKA="$STACK_KAFKA"
 
 log "== go test -race ./..."
 go test -race -count=1 -timeout 18m ${GOTESTFLAGS:-} ${PKGS:-./...}

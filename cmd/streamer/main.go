@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -94,6 +95,7 @@ type config struct {
 	metricsAddr    string
 	migrate        bool
 	logLevel       string
+	pprof          bool
 	yes            bool
 	kafkaPropsFile string
 }
@@ -112,13 +114,14 @@ func parseConfig(name string, args []string) (config, error) {
 	metricsAddr := fs.String("metrics-addr", "METRICS_ADDR", ":8081", "address of /healthz, /readyz and /metrics")
 	migrate := fs.Bool("migrate", "MIGRATE", true, "apply schema migrations at start-up (needs the schema owner's DSN)")
 	logLevel := fs.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	pprofOn := fs.Bool("pprof", "PPROF", false, "serve Go profiles at /debug/pprof/ on the metrics address")
 	yes := fs.FlagSet.Bool("yes", false, "confirm drop-slot")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
 	c := config{databaseURL: *databaseURL, slot: *slot, publication: *publication, topic: *topic, partitions: *partitions,
 		heartbeat: *heartbeat, shutdown: *shutdown, metricsAddr: *metricsAddr, migrate: *migrate, logLevel: *logLevel,
-		yes: *yes, kafkaPropsFile: *propsFile}
+		pprof: *pprofOn, yes: *yes, kafkaPropsFile: *propsFile}
 	if *startLSN != "" {
 		lsn, err := pglogrepl.ParseLSN(*startLSN)
 		if err != nil {
@@ -164,7 +167,15 @@ func (m *Main) run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on METRICS_ADDR %s: %w", c.metricsAddr, err)
 	}
-	srv := &http.Server{Handler: s.Handler(reg), ReadHeaderTimeout: 5 * time.Second}
+	handler := s.Handler(reg)
+	if c.pprof {
+		mux := http.NewServeMux()
+		mux.Handle("/", handler)
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		handler = mux
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	log.Info().Str("database", pgdsn.Describe(c.databaseURL)).Str("kafka", props["bootstrap.servers"]).
 		Str("metrics_addr", ln.Addr().String()).Str("version", version).Msg("streamer starting")
 

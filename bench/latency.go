@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// latencyResult is commit-to-Kafka latency at one offered load.
+type latencyResult struct {
+	rate, sent, received int
+	// From each event's commit time (ce_time) to a consumer receiving it:
+	// an upper bound of commit-to-acknowledgement, exact per event.
+	p50, p95, p99, max time.Duration
+	// The streamer's own commit-to-delivery-report histogram: the bucket
+	// bound under which 50% and 99% of this phase's events fell.
+	ackP50, ackP99 string
+}
+
+func (b *bench) latency(ctx context.Context, rates []int) ([]latencyResult, error) {
+	slot := b.name("latency")
+	if err := b.createSlot(ctx, slot); err != nil {
+		return nil, err
+	}
+	defer b.dropSlot(context.Background(), slot)
+	topic := "bench." + slot
+	p, err := b.startStreamer(slot, topic)
+	if err != nil {
+		return nil, err
+	}
+	defer p.stop()
+	if err := waitActive(p.port); err != nil {
+		return nil, err
+	}
+
+	cons, err := kafka.NewConsumer(&kafka.ConfigMap{
+		"bootstrap.servers": b.cfg.kafka, "group.id": b.name("latency-consumer"), "auto.offset.reset": "earliest",
+		"fetch.wait.max.ms": 1, "fetch.min.bytes": 1, "log_level": 3,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer cons.Close()
+	if err := cons.Subscribe(topic, nil); err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	lat := map[string][]time.Duration{} // by phase prefix
+	cctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for cctx.Err() == nil {
+			m, err := cons.ReadMessage(50 * time.Millisecond)
+			if err != nil {
+				continue
+			}
+			now := time.Now()
+			var commit time.Time
+			for _, h := range m.Headers {
+				if h.Key == "ce_time" {
+					commit, _ = time.Parse(time.RFC3339Nano, string(h.Value))
+				}
+			}
+			var v struct{ Username string }
+			_ = json.Unmarshal(m.Value, &v)
+			phase, _, _ := strings.Cut(v.Username, "-")
+			mu.Lock()
+			lat[phase] = append(lat[phase], now.Sub(commit))
+			mu.Unlock()
+		}
+	}()
+	defer func() { cancel(); wg.Wait() }()
+
+	var out []latencyResult
+	for _, rate := range rates {
+		before, err := scrapeHistogram(p.port)
+		if err != nil {
+			return nil, err
+		}
+		phase := fmt.Sprintf("r%d", rate)
+		sent, err := b.steadyInserts(ctx, phase, rate, b.cfg.window)
+		if err != nil {
+			return nil, err
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			mu.Lock()
+			n := len(lat[phase])
+			mu.Unlock()
+			if n >= sent || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		after, err := scrapeHistogram(p.port)
+		if err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		r := summarize(rate, sent, lat[phase])
+		mu.Unlock()
+		r.ackP50, r.ackP99 = quantileBucket(before, after, 0.50), quantileBucket(before, after, 0.99)
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// steadyInserts commits single-row inserts at rate per second over 8
+// connections for d, and returns how many it committed.
+func (b *bench) steadyInserts(ctx context.Context, phase string, rate int, d time.Duration) (int, error) {
+	const conns = 8
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		sent  int
+		first error
+	)
+	interval := time.Duration(float64(time.Second) * conns / float64(rate))
+	stop := time.Now().Add(d)
+	for c := 0; c < conns; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			next := time.Now()
+			for i := 0; time.Now().Before(stop); i++ {
+				if w := time.Until(next); w > 0 {
+					time.Sleep(w)
+				}
+				next = next.Add(interval)
+				_, err := b.pool.Exec(ctx, `INSERT INTO users (username, country_code, created_at, api_version) VALUES ($1, 'FR', now(), 'bench')`,
+					fmt.Sprintf("%s-%d-%d", phase, c, i))
+				mu.Lock()
+				if err != nil && first == nil {
+					first = err
+				}
+				if err == nil {
+					sent++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return sent, first
+}
+
+func summarize(rate, sent int, l []time.Duration) latencyResult {
+	r := latencyResult{rate: rate, sent: sent, received: len(l)}
+	if len(l) == 0 {
+		return r
+	}
+	s := append([]time.Duration(nil), l...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	q := func(p float64) time.Duration { return s[int(math.Ceil(p*float64(len(s))))-1] }
+	r.p50, r.p95, r.p99, r.max = q(0.50), q(0.95), q(0.99), s[len(s)-1]
+	return r
+}
+
+func waitActive(port int) error {
+	for i := 0; i < 300; i++ {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", port))
+		if err == nil {
+			var body struct{ Role string }
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if body.Role == "active" {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("streamer not active within 30 s")
+}
+
+// scrapeHistogram reads the commit-to-ack histogram's cumulative buckets.
+func scrapeHistogram(port int) (map[string]float64, error) {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	const prefix = `userstream_streamer_commit_to_ack_seconds_bucket{le="`
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		le, rest, _ := strings.Cut(strings.TrimPrefix(line, prefix), `"}`)
+		v, _ := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		out[le] = v
+	}
+	return out, sc.Err()
+}
+
+// quantileBucket is the smallest bucket bound holding q of the events
+// between two scrapes.
+func quantileBucket(before, after map[string]float64, q float64) string {
+	type bucket struct {
+		le    float64
+		label string
+		n     float64
+	}
+	var bs []bucket
+	for label, n := range after {
+		le := math.Inf(1)
+		if label != "+Inf" {
+			le, _ = strconv.ParseFloat(label, 64)
+		}
+		bs = append(bs, bucket{le, label, n - before[label]})
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
+	if len(bs) == 0 || bs[len(bs)-1].n == 0 {
+		return "–"
+	}
+	total := bs[len(bs)-1].n
+	for _, b := range bs {
+		if b.n >= q*total {
+			if math.IsInf(b.le, 1) {
+				return "> 30 s"
+			}
+			return "≤ " + (time.Duration(b.le * float64(time.Second))).String()
+		}
+	}
+	return "–"
+}

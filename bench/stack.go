@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/userstream/userstream/sql"
+)
+
+// bench holds the database the benchmarks write to.
+type bench struct {
+	cfg  config
+	dsn  string // superuser DSN of the bench database
+	pool *pgxpool.Pool
+	seq  int
+}
+
+func newBench(ctx context.Context, cfg config) (*bench, error) {
+	admin, err := pgx.Connect(ctx, cfg.adminDSN)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS bench WITH (FORCE)"); err != nil {
+		return nil, err
+	}
+	if _, err := admin.Exec(ctx, "CREATE DATABASE bench"); err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(cfg.adminDSN)
+	if err != nil {
+		return nil, err
+	}
+	u.Path = "/bench"
+	b := &bench{cfg: cfg, dsn: u.String()}
+	pcfg, err := pgxpool.ParseConfig(b.dsn)
+	if err != nil {
+		return nil, err
+	}
+	pcfg.MaxConns = 16
+	if b.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
+		return nil, err
+	}
+	err = b.pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error { return sql.Migrate(ctx, c.Conn()) })
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	return b, nil
+}
+
+func (b *bench) close() { b.pool.Close() }
+
+func (b *bench) name(prefix string) string {
+	b.seq++
+	return fmt.Sprintf("%s_%d", prefix, b.seq)
+}
+
+// insertLSN is past every commit so far.
+func (b *bench) insertLSN(ctx context.Context) (pglogrepl.LSN, error) {
+	var s string
+	if err := b.pool.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
+		return 0, err
+	}
+	return pglogrepl.ParseLSN(s)
+}
+
+func (b *bench) createSlot(ctx context.Context, name string) error {
+	_, err := b.pool.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", name)
+	return err
+}
+
+func (b *bench) dropSlot(ctx context.Context, name string) {
+	_, _ = b.pool.Exec(ctx, "SELECT pg_drop_replication_slot($1)", name)
+}
+
+func (b *bench) confirmed(ctx context.Context, slot string) (pglogrepl.LSN, error) {
+	var s string
+	err := b.pool.QueryRow(ctx, "SELECT coalesce(confirmed_flush_lsn::text, '0/0') FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&s)
+	if err != nil {
+		return 0, err
+	}
+	return pglogrepl.ParseLSN(s)
+}
+
+// proc is a child process with its resource figures.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan error
+	port int
+}
+
+func (b *bench) startStreamer(slot, topic string, extra ...string) (*proc, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	env := append(os.Environ(), "DATABASE_URL="+b.dsn, "KAFKA_BOOTSTRAP_SERVERS="+b.cfg.kafka, "KAFKA_TOPIC="+topic,
+		"REPLICATION_SLOT="+slot, fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", port), "MIGRATE=false", "LOG_LEVEL=warn")
+	return start(filepath.Join(b.cfg.bin, "streamer"), append(env, extra...), port, "run")
+}
+
+func start(bin string, env []string, port int, args ...string) (*proc, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, done: make(chan error, 1), port: port}
+	go func() { p.done <- cmd.Wait() }()
+	return p, nil
+}
+
+func (p *proc) stop() error {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		return err
+	case <-time.After(60 * time.Second):
+		_ = p.cmd.Process.Kill()
+		return fmt.Errorf("%s did not stop within 60 s", p.cmd.Path)
+	}
+}
+
+// status reads a /proc/<pid>/status field in bytes (VmHWM, VmRSS).
+func (p *proc) status(field string) int64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field+":" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// cpu is the process's user+system CPU time so far.
+func (p *proc) cpu() time.Duration {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		f := strings.Fields(s[i+1:])
+		if len(f) > 13 {
+			ut, _ := strconv.ParseInt(f[11], 10, 64)
+			st, _ := strconv.ParseInt(f[12], 10, 64)
+			return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+		}
+	}
+	return 0
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (b *bench) versions(ctx context.Context) string {
+	var pg string
+	_ = b.pool.QueryRow(ctx, "SHOW server_version").Scan(&pg)
+	return "PostgreSQL " + pg
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "model name") {
+			_, v, _ := strings.Cut(l, ":")
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}

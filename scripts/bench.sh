@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# make bench: a private PostgreSQL (durable settings) and broker, then the
+# benchmark program; prints the table and writes docs/benchmarks.md.
+# BENCH_QUICK=1 shortens every step (for trying it out).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+ensure_deps
+work=$(mktemp -d /tmp/userstream-bench.XXXXXX)
+chmod 755 "$work"
+trap 'private_stack_stop; rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
+private_stack_start "$work"
+mkdir -p "$work/profiles"
+BENCH_DATABASE_URL="$STACK_DSN" BENCH_KAFKA="$STACK_KAFKA" BENCH_BIN="$work/bin" BENCH_PG_BIN="$(pg_bin)" \
+	BENCH_OUT="${BENCH_OUT:-$PWD/docs/benchmarks.md}" BENCH_PROFILE_DIR="${BENCH_PROFILE_DIR:-$work/profiles}" \
+	go run ./bench
