@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -11,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -51,7 +49,10 @@ func (b *bench) api(ctx context.Context, clients []int) ([]apiResult, error) {
 
 	var out []apiResult
 	for _, c := range clients {
-		r := b.apiLoad(base, c)
+		r, err := b.apiLoad(ctx, base, c)
+		if err != nil {
+			return nil, err
+		}
 		tps, err := b.pgbench(ctx, c)
 		if err != nil {
 			return nil, err
@@ -62,54 +63,62 @@ func (b *bench) api(ctx context.Context, clients []int) ([]apiResult, error) {
 	return out, nil
 }
 
-func (b *bench) apiLoad(base string, clients int) apiResult {
-	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	defer tr.CloseIdleConnections()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		lat      []time.Duration
-		created  int
-		failures int
-	)
-	tag := b.name("api")
-	stop := time.Now().Add(b.cfg.window)
-	started := time.Now()
-	for w := 0; w < clients; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var mine []time.Duration
-			ok, bad := 0, 0
-			for i := 0; time.Now().Before(stop); i++ {
-				body := fmt.Sprintf(`{"username":"%s-%d-%d","country_code":"BE","created_at":"2021-01-01 00:00:00"}`, tag, w, i)
-				t0 := time.Now()
-				resp, err := client.Post(base+"/users", "application/json", strings.NewReader(body))
-				if err != nil {
-					bad++
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				mine = append(mine, time.Since(t0))
-				if resp.StatusCode == http.StatusCreated {
-					ok++
-				} else {
-					bad++
-				}
-			}
-			mu.Lock()
-			lat = append(lat, mine...)
-			created += ok
-			failures += bad
-			mu.Unlock()
-		}()
+// apiLoad runs wrk (C, like pgbench's client, so the load generator takes
+// as little of the 2 cores as the ceiling's does) with users.lua: every
+// request a distinct valid user.
+func (b *bench) apiLoad(ctx context.Context, base string, clients int) (apiResult, error) {
+	r := apiResult{clients: clients}
+	script, err := filepath.Abs(filepath.Join("bench", "users.lua"))
+	if err != nil {
+		return r, err
 	}
-	wg.Wait()
-	elapsed := time.Since(started)
-	s := summarize(0, 0, lat)
-	return apiResult{clients: clients, created: created, errors: failures, rate: float64(created) / elapsed.Seconds(), p50: s.p50, p99: s.p99}
+	cmd := exec.CommandContext(ctx, "wrk", "-t", "2", "-c", strconv.Itoa(clients), "-d", fmt.Sprintf("%ds", int(b.cfg.window.Seconds())),
+		"--latency", "-s", script, base, "--", b.name("wrk"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return r, fmt.Errorf("wrk: %w\n%s", err, out)
+	}
+	text := string(out)
+	requests := firstFloat(`([0-9]+) requests in`, text)
+	non2xx := firstFloat(`Non-2xx or 3xx responses: ([0-9]+)`, text)
+	var sockErr float64
+	if m := regexp.MustCompile(`Socket errors: connect ([0-9]+), read ([0-9]+), write ([0-9]+), timeout ([0-9]+)`).FindStringSubmatch(text); m != nil {
+		for _, v := range m[1:] {
+			n, _ := strconv.ParseFloat(v, 64)
+			sockErr += n
+		}
+	}
+	rps := firstFloat(`Requests/sec:\s+([0-9.]+)`, text)
+	if requests == 0 || rps == 0 {
+		return r, fmt.Errorf("wrk printed no figures:\n%s", text)
+	}
+	r.errors = int(non2xx + sockErr)
+	r.created = int(requests - non2xx)
+	r.rate = rps * (requests - non2xx) / requests
+	r.p50 = wrkDuration(regexp.MustCompile(`\s50%\s+([0-9.]+[a-z]+)`).FindStringSubmatch(text))
+	r.p99 = wrkDuration(regexp.MustCompile(`\s99%\s+([0-9.]+[a-z]+)`).FindStringSubmatch(text))
+	return r, nil
+}
+
+func firstFloat(pattern, text string) float64 {
+	m := regexp.MustCompile(pattern).FindStringSubmatch(text)
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	return v
+}
+
+// wrkDuration parses wrk's "3.90ms", "850.00us" or "1.20s".
+func wrkDuration(m []string) time.Duration {
+	if m == nil {
+		return 0
+	}
+	d, err := time.ParseDuration(strings.Replace(m[1], "us", "µs", 1))
+	if err != nil {
+		return 0
+	}
+	return d
 }
 
 var tpsLine = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)

@@ -47,7 +47,7 @@ func (b *bench) catchUp(ctx context.Context, name string, rows int, profile bool
 
 	started := time.Now()
 	cmd := exec.CommandContext(ctx, filepath.Join(b.cfg.pgBin, "pg_recvlogical"), "-d", b.dsn, "-S", ceilingSlot,
-		"--start", "--no-loop", "-E", end.String(), "-f", "/dev/null",
+		"--start", "--no-loop", "-F", "0", "-E", end.String(), "-f", "/dev/null",
 		"-o", "proto_version=1", "-o", "publication_names=users_pub")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {

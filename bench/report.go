@@ -36,7 +36,7 @@ func (r report) markdown(versions string) string {
 	}
 
 	b.WriteString("\n## Commit-to-Kafka latency at a steady load\n\n")
-	fmt.Fprintf(&b, "Single-row transactions over 8 connections for %s per rate. *Consumer* latency runs from the commit time (`ce_time`) to a consumer (fetch.wait.max.ms=1) receiving the event: exact per event, and an upper bound of the acknowledgement latency. *Ack* is the streamer's own commit-to-delivery-report histogram, as the bucket bound holding 50%% / 99%% of the events.\n\n", r.cfg.window)
+	fmt.Fprintf(&b, "Single-row transactions over 32 connections for %s per rate. *Consumer* latency runs from the commit time (`ce_time`) to a consumer (fetch.wait.max.ms=1) receiving the event: exact per event, and an upper bound of the acknowledgement latency. *Ack* is the streamer's own commit-to-delivery-report histogram, as the bucket bound holding 50%% / 99%% of the events.\n\n", r.cfg.window)
 	b.WriteString("| offered load | committed | received | p50 | p95 | p99 | max | ack p50 | ack p99 |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, l := range r.latencies {
 		fmt.Fprintf(&b, "| %d inserts/s | %d | %d | %s | %s | %s | %s | %s | %s |\n",
@@ -44,7 +44,7 @@ func (r report) markdown(versions string) string {
 	}
 
 	b.WriteString("\n## The users API\n\n")
-	fmt.Fprintf(&b, "Closed-loop clients, each request a distinct valid user, for %s per row; the load generator runs on the same 2 cores. The ceiling is pgbench running the same single-row INSERT … RETURNING at the same concurrency against the same PostgreSQL.\n\n", r.cfg.window)
+	fmt.Fprintf(&b, "wrk with closed-loop connections (2 threads), each request a distinct valid user (bench/users.lua), for %s per row; wrk runs on the same 2 cores, as pgbench does. The ceiling is pgbench running the same single-row INSERT … RETURNING at the same concurrency against the same PostgreSQL.\n\n", r.cfg.window)
 	b.WriteString("| clients | created/s | p50 | p99 | errors | pgbench INSERTs/s | ratio |\n|---|---|---|---|---|---|---|\n")
 	for _, a := range r.apis {
 		fmt.Fprintf(&b, "| %d | %.0f | %s | %s | %d | %.0f | %.2f |\n", a.clients, a.rate, ms(a.p50), ms(a.p99), a.errors, a.pgbenchTPS, a.rate/a.pgbenchTPS)

@@ -34,6 +34,7 @@ var defaults = map[string]kafka.ConfigValue{
 	"acks":                         "all",
 	"compression.type":             "lz4",
 	"linger.ms":                    "5",
+	"socket.nagle.disable":         "true", // several requests in flight: Nagle would hold the next one back
 	"partitioner":                  "murmur2_random",
 	"message.timeout.ms":           "0",    // never give up on a message: a Kafka outage is waited out
 	"reconnect.backoff.max.ms":     "1000", // a broker back from an outage is found within a second

@@ -49,6 +49,7 @@ type Reader struct {
 	walEnd   pglogrepl.LSN // the server's WAL end, as last reported by it
 	sent     pglogrepl.LSN // flush position last reported
 	lastSent time.Time
+	deadline time.Time // current read deadline on the connection
 	txn      txnState
 }
 
@@ -123,12 +124,17 @@ func (r *Reader) Next(ctx context.Context) (any, error) {
 			return nil, err
 		}
 		// A raw read deadline instead of a context: pgconn starts a watcher per
-		// call for a cancellable context, and a timeout leaves the connection usable.
-		_ = r.conn.Conn().SetReadDeadline(time.Now().Add(time.Second))
+		// call for a cancellable context, and a timeout leaves the connection
+		// usable. It is moved only when close, not once per message.
+		if now := time.Now(); r.deadline.Sub(now) < 500*time.Millisecond {
+			r.deadline = now.Add(time.Second)
+			_ = r.conn.Conn().SetReadDeadline(r.deadline)
+		}
 		msg, err := r.conn.ReceiveMessage(context.Background())
 		if err != nil {
 			var netErr net.Error
 			if errors.As(err, &netErr) && netErr.Timeout() {
+				r.deadline = time.Time{}
 				return nil, nil
 			}
 			return nil, fmt.Errorf("receive: %w", classify(err))

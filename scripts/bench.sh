@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_deps
+command -v wrk >/dev/null || apt_install wrk
 work=$(mktemp -d /tmp/userstream-bench.XXXXXX)
 chmod 755 "$work"
 trap 'private_stack_stop; rm -rf "$work"' EXIT

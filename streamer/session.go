@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -69,7 +71,7 @@ func (s *Streamer) session(ctx context.Context, first bool) error {
 	s.log.Info().Str("slot", s.cfg.Slot).Str("start_lsn", start.String()).Str("topic", sink.Topic()).Msg("streaming")
 
 	p := &pipe{s: s, reader: reader, sink: sink, tracker: tracker, source: source,
-		bindings: map[uint32]projection.Binding{}, stop: make(chan struct{})}
+		bindings: map[uint32]projection.Binding{}, sources: map[uint32][]byte{}, stop: make(chan struct{})}
 	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
 	g.Go(func() error { return p.deliver(gctx) })
 	g.Go(func() error {
@@ -159,20 +161,26 @@ type pipe struct {
 	tracker  *checkpoint.Tracker
 	source   string
 	bindings map[uint32]projection.Binding
-	produced atomic.Int64 // messages librdkafka accepted
-	reported atomic.Int64 // delivery reports processed
+	sources  map[uint32][]byte // ce_source per relation
+	headers  []kafka.Header    // reused: Produce copies everything it is given
+	buf      []byte            // backs the per-event header values
+	produced atomic.Int64      // messages librdkafka accepted
+	reported atomic.Int64      // delivery reports processed
 	stop     chan struct{}
 }
 
-// txn is a transaction's handle in delivery reports.
+// txn is a transaction's handle in delivery reports; it also carries the
+// header values all its events share, formatted once.
 type txn struct {
 	*checkpoint.Txn
 	commitTime time.Time
+	ceTime     []byte
+	commitLSN  []byte
 }
 
 func (p *pipe) read(ctx, gctx context.Context) error {
 	var cur *txn
-	lastGauge := time.Now()
+	lastGauge, lastEvent, released := time.Now(), time.Now(), true
 	for {
 		if gctx.Err() != nil {
 			return gctx.Err()
@@ -189,9 +197,20 @@ func (p *pipe) read(ctx, gctx context.Context) error {
 			p.gauges()
 			lastGauge = time.Now()
 		}
+		if v == nil {
+			// A backlog's buffers stay in the Go heap after it drains; give them
+			// back once the stream has been quiet for a while.
+			if !released && time.Since(lastEvent) > 2*time.Second {
+				debug.FreeOSMemory()
+				released = true
+			}
+			continue
+		}
+		lastEvent, released = time.Now(), false
 		switch m := v.(type) {
 		case *replication.Begin:
-			cur = &txn{Txn: p.tracker.Begin(), commitTime: m.CommitTime}
+			cur = &txn{Txn: p.tracker.Begin(), commitTime: m.CommitTime,
+				ceTime: m.CommitTime.UTC().AppendFormat(nil, time.RFC3339Nano), commitLSN: appendLSN(nil, m.CommitLSN)}
 		case *replication.Relation:
 			if err := p.bind(m); err != nil {
 				return err
@@ -243,6 +262,7 @@ func (p *pipe) bind(rel *replication.Relation) error {
 			return permanent(fmt.Errorf("%w; fix the table or the publication, then restart: nothing after the last acknowledged position was acknowledged", err))
 		}
 		p.bindings[rel.ID] = b
+		p.sources[rel.ID] = []byte(p.source + "/" + rel.Namespace + "." + rel.Name)
 		p.s.log.Info().Str("table", ns+"."+name).Int("columns", len(rel.Columns)).Msg("bound projection to table")
 	}
 	return nil
@@ -269,17 +289,7 @@ func (p *pipe) change(ctx, gctx context.Context, cur *txn, c *replication.Change
 		p.s.log.Debug().Str("op", op.String()).Str("lsn", c.LSN.String()).Msg("change makes no event")
 		return nil
 	}
-	headers := []kafka.Header{
-		{Key: "ce_specversion", Value: []byte("1.0")},
-		{Key: "ce_type", Value: []byte(ev.Type)},
-		{Key: "ce_source", Value: []byte(p.source + "/" + c.Relation.Namespace + "." + c.Relation.Name)},
-		{Key: "ce_id", Value: []byte(ev.Subject + "@" + c.LSN.String())},
-		{Key: "ce_time", Value: []byte(c.CommitTime.UTC().Format(time.RFC3339Nano))},
-		{Key: "ce_subject", Value: []byte(ev.Subject)},
-		{Key: "content-type", Value: []byte("application/json")},
-		{Key: "userstream_lsn", Value: []byte(c.LSN.String())},
-		{Key: "userstream_commit_lsn", Value: []byte(c.CommitLSN.String())},
-	}
+	headers := p.eventHeaders(ev, c, cur)
 	p.tracker.Add(cur.Txn, 1)
 	for {
 		err := p.sink.Produce(ev.Key, ev.Value, headers, cur)
@@ -303,6 +313,63 @@ func (p *pipe) change(ctx, gctx context.Context, cur *txn, c *replication.Change
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
+}
+
+var (
+	specVersion = []byte("1.0")
+	contentJSON = []byte("application/json")
+	typeValues  = map[string][]byte{}
+)
+
+// eventHeaders fills the reused header slice: CloudEvents binary mode plus
+// the change's positions. The values live in p.buf until the next event;
+// Produce copies them.
+func (p *pipe) eventHeaders(ev projection.Event, c *replication.Change, cur *txn) []kafka.Header {
+	typ, ok := typeValues[ev.Type]
+	if !ok {
+		typ = []byte(ev.Type)
+		typeValues[ev.Type] = typ
+	}
+	b := p.buf[:0]
+	b = append(b, ev.Subject...)
+	idEnd := len(b)
+	b = append(b, '@')
+	b = appendLSN(b, c.LSN)
+	ceIDEnd := len(b)
+	p.buf = b
+	subject := b[:idEnd]
+	ceID := b[:ceIDEnd]
+	lsn := b[idEnd+1 : ceIDEnd]
+	p.headers = append(p.headers[:0],
+		kafka.Header{Key: "ce_specversion", Value: specVersion},
+		kafka.Header{Key: "ce_type", Value: typ},
+		kafka.Header{Key: "ce_source", Value: p.sources[c.Relation.ID]},
+		kafka.Header{Key: "ce_id", Value: ceID},
+		kafka.Header{Key: "ce_time", Value: cur.ceTime},
+		kafka.Header{Key: "ce_subject", Value: subject},
+		kafka.Header{Key: "content-type", Value: contentJSON},
+		kafka.Header{Key: "userstream_lsn", Value: lsn},
+		kafka.Header{Key: "userstream_commit_lsn", Value: cur.commitLSN},
+	)
+	return p.headers
+}
+
+// appendLSN appends lsn as PostgreSQL prints it (%X/%X) without fmt.
+func appendLSN(dst []byte, lsn pglogrepl.LSN) []byte {
+	dst = appendUpperHex(dst, uint64(lsn)>>32)
+	dst = append(dst, '/')
+	return appendUpperHex(dst, uint64(lsn)&0xFFFFFFFF)
+}
+
+func appendUpperHex(dst []byte, v uint64) []byte {
+	start := len(dst)
+	dst = strconv.AppendUint(dst, v, 16)
+	for i := start; i < len(dst); i++ {
+		if c := dst[i]; c >= 'a' && c <= 'f' {
+			dst[i] = c - 'a' + 'A'
+		}
+	}
+	return dst
 }
 
 // deliver turns delivery reports into acknowledgements. A failed delivery

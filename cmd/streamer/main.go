@@ -19,6 +19,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -145,6 +146,14 @@ func (m *Main) run(ctx context.Context, args []string) error {
 		return fmt.Errorf("LOG_LEVEL: %w", err)
 	}
 	log := m.Log.Level(level)
+	// The live heap is small and the allocation rate high: less GC work for
+	// a little memory, under a ceiling. GOGC and GOMEMLIMIT still override.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(96 << 20)
+	}
 	props, err := kafkaProperties(os.Environ(), c.kafkaPropsFile)
 	if err != nil {
 		return err
