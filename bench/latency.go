@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,6 +26,7 @@ type latencyResult struct {
 	// The streamer's own commit-to-delivery-report histogram: the bucket
 	// bound under which 50% and 99% of this phase's events fell.
 	ackP50, ackP99 string
+	cpuBusy        float64 // the machine's CPU busy fraction during the phase
 }
 
 func (b *bench) latency(ctx context.Context, rates []int) ([]latencyResult, error) {
@@ -90,7 +92,9 @@ func (b *bench) latency(ctx context.Context, rates []int) ([]latencyResult, erro
 			return nil, err
 		}
 		phase := fmt.Sprintf("r%d", rate)
+		busy0, total0 := cpuTicks()
 		sent, err := b.steadyInserts(ctx, phase, rate, b.cfg.window)
+		busy1, total1 := cpuTicks()
 		if err != nil {
 			return nil, err
 		}
@@ -112,6 +116,9 @@ func (b *bench) latency(ctx context.Context, rates []int) ([]latencyResult, erro
 		r := summarize(rate, sent, lat[phase])
 		mu.Unlock()
 		r.ackP50, r.ackP99 = quantileBucket(before, after, 0.50), quantileBucket(before, after, 0.99)
+		if total1 > total0 {
+			r.cpuBusy = float64(busy1-busy0) / float64(total1-total0)
+		}
 		out = append(out, r)
 	}
 	return out, nil
@@ -236,4 +243,22 @@ func quantileBucket(before, after map[string]float64, q float64) string {
 		}
 	}
 	return "–"
+}
+
+// cpuTicks reads the machine's busy and total CPU ticks from /proc/stat.
+func cpuTicks() (busy, total uint64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseUint(v, 10, 64)
+		total += n
+		if i != 3 && i != 4 { // idle and iowait
+			busy += n
+		}
+	}
+	return busy, total
 }

@@ -79,6 +79,11 @@ func run(ctx context.Context) error {
 			rep.catchUps = append(rep.catchUps, r)
 			return err
 		}},
+		{"idle memory", func(ctx context.Context) error {
+			var err error
+			rep.freshIdleRSS, err = b.freshIdleRSS(ctx)
+			return err
+		}},
 		{"latency", func(ctx context.Context) error {
 			var err error
 			rep.latencies, err = b.latency(ctx, []int{1000, 5000})

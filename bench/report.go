@@ -2,18 +2,21 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
 )
 
 type report struct {
-	cfg       config
-	started   time.Time
-	took      time.Duration
-	catchUps  []catchUpResult
-	latencies []latencyResult
-	apis      []apiResult
+	cfg          config
+	started      time.Time
+	took         time.Duration
+	catchUps     []catchUpResult
+	freshIdleRSS int64
+	latencies    []latencyResult
+	apis         []apiResult
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
@@ -28,6 +31,7 @@ func (r report) markdown(versions string) string {
 
 	b.WriteString("## Catch-up throughput from a standing backlog\n\n")
 	b.WriteString("The ceiling is `pg_recvlogical` (pgoutput, the same publication, the same WAL range, its own slot made at the same moment) writing to /dev/null. The streamer's time runs from process start until its slot confirms the end of the range, i.e. until Kafka acknowledged every event.\n\n")
+	b.WriteString("The ceiling is read twice, before and after the streamer, each from its own slot; the faster run is shown. *Idle RSS* is 5 s after the backlog drained.\n\n")
 	b.WriteString("| backlog | pg_recvlogical | streamer | ratio | streamer CPU per million events | peak RSS | idle RSS |\n|---|---|---|---|---|---|---|\n")
 	for _, c := range r.catchUps {
 		fmt.Fprintf(&b, "| %s | %.0f rows/s (%s) | %.0f events/s (%s) | %.2f | %.1f s | %s | %s |\n",
@@ -35,12 +39,13 @@ func (r report) markdown(versions string) string {
 			c.streamerRate()/c.ceilingRate(), c.cpu.Seconds()*1e6/float64(c.rows), mib(c.peakRSS), mib(c.idleRSS))
 	}
 
+	fmt.Fprintf(&b, "\nA streamer started on an empty slot, idle for 5 s: RSS %s.\n", mib(r.freshIdleRSS))
 	b.WriteString("\n## Commit-to-Kafka latency at a steady load\n\n")
 	fmt.Fprintf(&b, "Single-row transactions over 32 connections for %s per rate. *Consumer* latency runs from the commit time (`ce_time`) to a consumer (fetch.wait.max.ms=1) receiving the event: exact per event, and an upper bound of the acknowledgement latency. *Ack* is the streamer's own commit-to-delivery-report histogram, as the bucket bound holding 50%% / 99%% of the events.\n\n", r.cfg.window)
-	b.WriteString("| offered load | committed | received | p50 | p95 | p99 | max | ack p50 | ack p99 |\n|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| offered load | committed (achieved rate) | received | p50 | p95 | p99 | max | ack p50 | ack p99 | machine CPU busy |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, l := range r.latencies {
-		fmt.Fprintf(&b, "| %d inserts/s | %d | %d | %s | %s | %s | %s | %s | %s |\n",
-			l.rate, l.sent, l.received, ms(l.p50), ms(l.p95), ms(l.p99), ms(l.max), l.ackP50, l.ackP99)
+		fmt.Fprintf(&b, "| %d inserts/s | %d (%.0f/s) | %d | %s | %s | %s | %s | %s | %s | %.0f%% |\n",
+			l.rate, l.sent, float64(l.sent)/r.cfg.window.Seconds(), l.received, ms(l.p50), ms(l.p95), ms(l.p99), ms(l.max), l.ackP50, l.ackP99, 100*l.cpuBusy)
 	}
 
 	b.WriteString("\n## The users API\n\n")
@@ -51,8 +56,12 @@ func (r report) markdown(versions string) string {
 	}
 	for _, c := range r.catchUps {
 		if c.profileTop != "" {
-			fmt.Fprintf(&b, "\n## CPU profile: first 5 s of catching up %s\n\n```\n%s```\n", c.name, c.profileTop)
+			fmt.Fprintf(&b, "\n## CPU profile: 5 s of catching up %s, from its first event\n\n```\n%s```\n", c.name, c.profileTop)
 		}
+	}
+	if findings, err := os.ReadFile(filepath.Join("bench", "findings.md")); err == nil {
+		b.WriteString("\n")
+		b.Write(findings)
 	}
 	return b.String()
 }
