@@ -127,14 +127,16 @@ func (b *bench) latency(ctx context.Context, rates []int) ([]latencyResult, erro
 // steadyInserts commits single-row inserts at rate per second over 8
 // connections for d, and returns how many it committed.
 func (b *bench) steadyInserts(ctx context.Context, phase string, rate int, d time.Duration) (int, error) {
-	const conns = 32 // enough for 5,000 durable commits/s on 2 cores
+	// Enough connections for the rate with durable commits, and no more:
+	// idle connections cost the 2 cores context switches.
+	conns := max(8, rate/150)
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		sent  int
 		first error
 	)
-	interval := time.Duration(float64(time.Second) * conns / float64(rate))
+	interval := time.Duration(float64(time.Second) * float64(conns) / float64(rate))
 	stop := time.Now().Add(d)
 	for c := 0; c < conns; c++ {
 		wg.Add(1)

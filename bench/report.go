@@ -41,7 +41,7 @@ func (r report) markdown(versions string) string {
 
 	fmt.Fprintf(&b, "\nA streamer started on an empty slot, idle for 5 s: RSS %s.\n", mib(r.freshIdleRSS))
 	b.WriteString("\n## Commit-to-Kafka latency at a steady load\n\n")
-	fmt.Fprintf(&b, "Single-row transactions over 32 connections for %s per rate. *Consumer* latency runs from the commit time (`ce_time`) to a consumer (fetch.wait.max.ms=1) receiving the event: exact per event, and an upper bound of the acknowledgement latency. *Ack* is the streamer's own commit-to-delivery-report histogram, as the bucket bound holding 50%% / 99%% of the events.\n\n", r.cfg.window)
+	fmt.Fprintf(&b, "Single-row transactions over max(8, rate/150) connections for %s per rate. *Consumer* latency runs from the commit time (`ce_time`) to a consumer (fetch.wait.max.ms=1) receiving the event: exact per event, and an upper bound of the acknowledgement latency. *Ack* is the streamer's own commit-to-delivery-report histogram, as the bucket bound holding 50%% / 99%% of the events.\n\n", r.cfg.window)
 	b.WriteString("| offered load | committed (achieved rate) | received | p50 | p95 | p99 | max | ack p50 | ack p99 | machine CPU busy |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, l := range r.latencies {
 		fmt.Fprintf(&b, "| %d inserts/s | %d (%.0f/s) | %d | %s | %s | %s | %s | %s | %s | %.0f%% |\n",

@@ -181,6 +181,7 @@ type txn struct {
 func (p *pipe) read(ctx, gctx context.Context) error {
 	var cur *txn
 	lastGauge, lastEvent, released := time.Now(), time.Now(), true
+	lastLog, loggedLSN := time.Now(), p.tracker.Acked()
 	for {
 		if gctx.Err() != nil {
 			return gctx.Err()
@@ -196,6 +197,10 @@ func (p *pipe) read(ctx, gctx context.Context) error {
 		if time.Since(lastGauge) > time.Second {
 			p.gauges()
 			lastGauge = time.Now()
+			if acked := p.tracker.Acked(); acked != loggedLSN && time.Since(lastLog) > 30*time.Second {
+				p.s.log.Info().Str("acked_lsn", acked.String()).Str("server_wal_end", p.reader.ServerWALEnd().String()).Msg("acknowledged")
+				lastLog, loggedLSN = time.Now(), acked
+			}
 		}
 		if v == nil {
 			// A backlog's buffers stay in the Go heap after it drains; give them
