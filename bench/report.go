@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/userstream/userstream/internal/machine"
 )
 
 type report struct {
@@ -25,8 +27,8 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Micros
 
 func (r report) markdown(versions string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Benchmarks\n\nProduced by `make bench` on %s in %s. Machine: %s, %d cores; %s; %s; broker: devkafka (franz-go kfake) on loopback. Streamer: idempotent producer, `acks=all`, lz4, one process.\n\n",
-		r.started.UTC().Format("2006-01-02"), r.took.Round(time.Second), cpuModel(), runtime.NumCPU(), versions, runtime.Version())
+	fmt.Fprintf(&b, "# Benchmarks\n\nProduced by `make bench` on %s in %s. Machine: %s; %s; %s; broker: devkafka (franz-go kfake) on loopback. Streamer: idempotent producer, `acks=all`, lz4, one process.\n\n",
+		r.started.UTC().Format("2006-01-02"), r.took.Round(time.Second), machine.Describe(), versions, runtime.Version())
 	b.WriteString("Absolute figures on shared machines drift between runs, so each is printed beside its ceiling measured in the same run.\n\n")
 
 	b.WriteString("## Catch-up throughput from a standing backlog\n\n")

@@ -176,14 +176,3 @@ func (b *bench) versions(ctx context.Context) string {
 	_ = b.pool.QueryRow(ctx, "SHOW server_version").Scan(&pg)
 	return "PostgreSQL " + pg
 }
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "model name") {
-			_, v, _ := strings.Cut(l, ":")
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
-}

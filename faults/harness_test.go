@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -25,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/userstream/userstream/internal/e2e"
+	"github.com/userstream/userstream/internal/machine"
 	"github.com/userstream/userstream/internal/testenv"
 )
 
@@ -46,7 +46,7 @@ func size() scale {
 	if *full {
 		return scale{rows: 20_000, rate: 1000, kills: 10, outage: 30 * time.Second, huge: 1_000_000}
 	}
-	return scale{rows: 3000, rate: 600, kills: 3, outage: 5 * time.Second, huge: 100_000}
+	return scale{rows: 3000, rate: 600, kills: 3, outage: 3 * time.Second, huge: 100_000}
 }
 
 // result is one row of the report.
@@ -123,12 +123,26 @@ func (s *stack) streamer(port int, extraEnv ...string) *e2e.Process {
 
 func (s *stack) size() int64 { return e2e.TopicSize(s.t, s.broker.Addr(), s.topic) }
 
-// recovery waits until the topic grows past what it held when the fault was
-// removed, and returns how long that took from then.
+// recovery waits until the stream has caught up with the fault's removal:
+// the topic grows past what it held then, or the slot confirms the WAL
+// position of that moment (everything committed before it is in Kafka, even
+// when no new row arrives after it). It returns how long that took from from.
 func (s *stack) recovery(from time.Time) time.Duration {
 	s.t.Helper()
 	base := s.size()
-	e2e.WaitFor(s.t, 3*time.Minute, "events to flow again", func() bool { return s.size() > base })
+	var mark string
+	if err := s.pool.QueryRow(context.Background(), "SELECT pg_current_wal_insert_lsn()::text").Scan(&mark); err != nil {
+		s.t.Fatal(err)
+	}
+	e2e.WaitFor(s.t, 3*time.Minute, "events to flow again", func() bool {
+		if s.size() > base {
+			return true
+		}
+		var caughtUp bool
+		err := s.pool.QueryRow(context.Background(),
+			"SELECT coalesce(confirmed_flush_lsn >= $1::pg_lsn, false) FROM pg_replication_slots WHERE slot_name = $2", mark, s.slot).Scan(&caughtUp)
+		return err == nil && caughtUp
+	})
 	return time.Since(from)
 }
 
@@ -194,7 +208,7 @@ func reliabilityDoc(table string) string {
 
 Produced by `+"`make faults`"+` on %s.
 
-Machine: %s; %d cores; %s. PostgreSQL: %s. Broker: devkafka (franz-go kfake),
+Machine: %s. PostgreSQL: %s. Broker: devkafka (franz-go kfake),
 a Kafka-protocol stand-in. Streamer: idempotent producer, `+"`acks=all`"+`.
 
 Each scenario runs on a private PostgreSQL cluster and broker, drives a steady
@@ -230,30 +244,7 @@ original's `+"`ce_id`"+`. Missing rows, leaked fields and invalid events must be
   standby's one-second retry.
 
 `+"`make test`"+` runs the same scenarios at a small size on every run.
-`, time.Now().UTC().Format("2006-01-02"), cpuModel(), runtime.NumCPU(), memTotal(), pgVersion(), table)
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "model name") {
-			_, v, _ := strings.Cut(l, ":")
-			return strings.TrimSpace(v)
-		}
-	}
-	return runtime.GOARCH
-}
-
-func memTotal() string {
-	b, _ := os.ReadFile("/proc/meminfo")
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "MemTotal:") {
-			var kb int64
-			fmt.Sscanf(strings.TrimPrefix(l, "MemTotal:"), "%d", &kb)
-			return fmt.Sprintf("%.0f GiB memory", float64(kb)/(1<<20))
-		}
-	}
-	return "unknown memory"
+`, time.Now().UTC().Format("2006-01-02"), machine.Describe(), pgVersion(), table)
 }
 
 func pgVersion() string {

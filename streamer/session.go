@@ -315,6 +315,10 @@ func (p *pipe) change(ctx, gctx context.Context, cur *txn, c *replication.Change
 		select {
 		case <-gctx.Done():
 			return gctx.Err()
+		case <-ctx.Done():
+			// Shutting down during an outage: this event stays unacknowledged
+			// and is read again from the slot by the next run.
+			return ctx.Err()
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
