@@ -216,7 +216,8 @@ insert load through the real API (a scenario without load says so), injects
 one fault into the real processes, then reads the whole topic with a plain
 consumer and compares it with the users table. *Time to recover* runs from
 the moment the fault is removed (or, for a takeover, from the kill) until
-events flow again. Duplicates are allowed (at-least-once); each must carry its
+events flow again, or until the slot confirms everything committed before
+that moment, whichever comes first. Duplicates are allowed (at-least-once); each must carry its
 original's `+"`ce_id`"+`. Missing rows, leaked fields and invalid events must be 0.
 
 %s
