@@ -150,7 +150,7 @@ func (s *Streamer) publicationSpecs() []replication.PublicationSpec {
 }
 
 func slotLostError(slot string, err error) error {
-	return fmt.Errorf("%w. Events may be missing: PostgreSQL removed WAL the slot still needed. To recover: stop every streamer, run `streamer drop-slot --yes`, start the streamer (it creates a new slot from now), then backfill the users created since the last event in Kafka", err)
+	return fmt.Errorf("%w. Events may be missing: PostgreSQL removed WAL the slot still needed. To recover: stop every streamer, run `streamer drop-slot --yes`, start the streamer (it creates a new slot from now), then run `streamer backfill --after-id <id of the newest user in Kafka>`", err)
 }
 
 // pipe is one session's moving parts, shared by its reader and deliverer.

@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 	"github.com/userstream/userstream/internal/e2e"
 	"github.com/userstream/userstream/internal/testenv"
+	"github.com/userstream/userstream/projection"
 	"github.com/userstream/userstream/streamer"
 )
 
@@ -281,5 +284,55 @@ func TestSIGTERMDuringAKafkaOutageExitsWithinTheBoundAndLosesNothing(t *testing.
 	}
 	if len(seen) != 60010 {
 		t.Fatalf("%d distinct users in the topic, want 60010", len(seen))
+	}
+}
+
+func TestBackfillProducesEveryExistingUserWithAStableCEID(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.insertUsers("existing", 0, 50)
+	s := streamer.New(e.config(0), zerolog.New(e.logs), streamer.NewMetrics(prometheus.NewRegistry()))
+	ctx := context.Background()
+
+	n, err := s.Backfill(ctx, streamer.BackfillRange{BatchSize: 7})
+	if err != nil || n != 50 {
+		t.Fatalf("backfill: %d events, err %v; want 50", n, err)
+	}
+	again, err := s.Backfill(ctx, streamer.BackfillRange{AfterID: 10, UpToID: 20})
+	if err != nil || again != 10 {
+		t.Fatalf("backfill of ids 11–20: %d events, err %v; want 10", again, err)
+	}
+
+	validate, err := projection.Validator(projection.UserCreatedType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := e.users()
+	records := testenv.Consume(t, e.kafka, e.topic, 60, 60*time.Second, 2*time.Second)
+	if len(records) != 60 {
+		t.Fatalf("%d records, want 50 + 10", len(records))
+	}
+	ceid := map[string]string{}
+	for _, r := range records {
+		u, ok := rows[r.Key]
+		if !ok {
+			t.Fatalf("record key %q is no user id", r.Key)
+		}
+		if err := validate(r.Value); err != nil {
+			t.Fatalf("record %s: %v", r.Key, err)
+		}
+		if want := fmt.Sprintf(`{"username":%q,"country_code":%q,"created_at":%q}`, u.username, u.countryCode, u.createdAt); string(r.Value) != want {
+			t.Fatalf("record %s = %s, want %s", r.Key, r.Value, want)
+		}
+		if r.Headers["ce_id"] != r.Key+"@backfill" || r.Headers["userstream_backfill"] != "true" || r.Headers["ce_type"] != "user.created.v1" {
+			t.Fatalf("record %s headers %v", r.Key, r.Headers)
+		}
+		if prev, seen := ceid[r.Key]; seen && prev != r.Headers["ce_id"] {
+			t.Fatalf("user %s backfilled twice with ce_id %q and %q", r.Key, prev, r.Headers["ce_id"])
+		}
+		ceid[r.Key] = r.Headers["ce_id"]
+	}
+	if len(ceid) != 50 {
+		t.Fatalf("%d distinct users, want 50", len(ceid))
 	}
 }

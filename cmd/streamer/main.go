@@ -4,6 +4,7 @@
 //	streamer [run]              stream (default)
 //	streamer status             print the slot's positions, WAL status and lag as JSON
 //	streamer drop-slot --yes    drop the slot (PostgreSQL frees its WAL)
+//	streamer backfill           produce events for existing users (--after-id, --up-to-id)
 //	streamer healthcheck        exit 0 when the local /healthz answers (for containers)
 //	streamer version
 package main
@@ -75,13 +76,15 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.status(ctx, args)
 	case "drop-slot":
 		return m.dropSlot(ctx, args)
+	case "backfill":
+		return m.backfill(ctx, args)
 	case "healthcheck":
 		return healthcheck(ctx, args)
 	case "version":
 		fmt.Println(version)
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (want run, status, drop-slot, healthcheck or version)", cmd)
+	return fmt.Errorf("unknown command %q (want run, status, drop-slot, backfill, healthcheck or version)", cmd)
 }
 
 type config struct {
@@ -98,6 +101,8 @@ type config struct {
 	logLevel       string
 	pprof          bool
 	yes            bool
+	afterID        int64
+	upToID         int64
 	kafkaPropsFile string
 }
 
@@ -117,12 +122,14 @@ func parseConfig(name string, args []string) (config, error) {
 	logLevel := fs.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	pprofOn := fs.Bool("pprof", "PPROF", false, "serve Go profiles at /debug/pprof/ on the metrics address")
 	yes := fs.FlagSet.Bool("yes", false, "confirm drop-slot")
+	afterID := fs.FlagSet.Int64("after-id", 0, "backfill: users with an id above this")
+	upToID := fs.FlagSet.Int64("up-to-id", 0, "backfill: users with an id up to this (0: the largest now)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
 	c := config{databaseURL: *databaseURL, slot: *slot, publication: *publication, topic: *topic, partitions: *partitions,
 		heartbeat: *heartbeat, shutdown: *shutdown, metricsAddr: *metricsAddr, migrate: *migrate, logLevel: *logLevel,
-		pprof: *pprofOn, yes: *yes, kafkaPropsFile: *propsFile}
+		pprof: *pprofOn, yes: *yes, afterID: *afterID, upToID: *upToID, kafkaPropsFile: *propsFile}
 	if *startLSN != "" {
 		lsn, err := pglogrepl.ParseLSN(*startLSN)
 		if err != nil {
@@ -254,6 +261,25 @@ func migrate(ctx context.Context, dsn string) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return nil
+}
+
+func (m *Main) backfill(ctx context.Context, args []string) error {
+	c, err := parseConfig("backfill", args)
+	if err != nil {
+		return err
+	}
+	props, err := kafkaProperties(os.Environ(), c.kafkaPropsFile)
+	if err != nil {
+		return err
+	}
+	s := streamer.New(streamer.Config{
+		DatabaseURL: c.databaseURL, Slot: c.slot, Publication: c.publication,
+		Kafka:           kafkasink.Config{Topic: c.topic, Partitions: c.partitions, Properties: props},
+		ShutdownTimeout: c.shutdown,
+	}, m.Log, streamer.NewMetrics(prometheus.NewRegistry()))
+	n, err := s.Backfill(ctx, streamer.BackfillRange{AfterID: c.afterID, UpToID: c.upToID})
+	m.Log.Info().Int("events", n).Int64("after_id", c.afterID).Msg("backfill acknowledged by Kafka")
+	return err
 }
 
 func (m *Main) status(ctx context.Context, args []string) error {
