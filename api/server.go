@@ -77,7 +77,6 @@ func NewServer(cfg Config, users userStore, log zerolog.Logger, reg *prometheus.
 		WriteTimeout:      15 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          nil,
 	}
 	return s
 }

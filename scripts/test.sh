@@ -28,7 +28,6 @@ trap 'exit 130' INT TERM
 log "== starting a private PostgreSQL ($(pg_bin)) and ${KAFKA_BOOTSTRAP_SERVERS:+the Kafka at }${KAFKA_BOOTSTRAP_SERVERS:-a private devkafka broker}"
 PG_FAST=1 private_stack_start "$work"
 export USERSTREAM_TEST_DATABASE_URL="$STACK_DSN"
-export USERSTREAM_TEST_PG_BIN="$(pg_bin)"
 export USERSTREAM_TEST_BIN="$work/bin"
 export USERSTREAM_TEST_KAFKA="$STACK_KAFKA"
 

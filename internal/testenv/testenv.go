@@ -48,9 +48,6 @@ func Postgres(t testing.TB) string {
 	return WithDatabase(t, admin, name)
 }
 
-// AdminDSN is the superuser DSN of the shared cluster's postgres database.
-func AdminDSN(t testing.TB) string { return mustEnv(t, envDatabaseURL) }
-
 // WithDatabase returns dsn pointed at another database.
 func WithDatabase(t testing.TB, dsn, database string) string {
 	t.Helper()
@@ -59,17 +56,6 @@ func WithDatabase(t testing.TB, dsn, database string) string {
 		t.Fatalf("testenv: parse DSN: %v", err)
 	}
 	u.Path = "/" + database
-	return u.String()
-}
-
-// WithUser returns dsn with another user and password.
-func WithUser(t testing.TB, dsn, user, password string) string {
-	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatalf("testenv: parse DSN: %v", err)
-	}
-	u.User = url.UserPassword(user, password)
 	return u.String()
 }
 
