@@ -71,7 +71,8 @@ func (s *Streamer) session(ctx context.Context, first bool) error {
 	s.log.Info().Str("slot", s.cfg.Slot).Str("start_lsn", start.String()).Str("topic", sink.Topic()).Msg("streaming")
 
 	p := &pipe{s: s, reader: reader, sink: sink, tracker: tracker, source: source,
-		bindings: map[uint32]projection.Binding{}, sources: map[uint32][]byte{}, stop: make(chan struct{})}
+		bindings: map[uint32]projection.Binding{}, sources: map[uint32][]byte{},
+		types: map[string][]byte{}, stop: make(chan struct{})}
 	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
 	g.Go(func() error { return p.deliver(gctx) })
 	g.Go(func() error {
@@ -162,6 +163,7 @@ type pipe struct {
 	source   string
 	bindings map[uint32]projection.Binding
 	sources  map[uint32][]byte // ce_source per relation
+	types    map[string][]byte // ce_type per event type
 	headers  []kafka.Header    // reused: Produce copies everything it is given
 	buf      []byte            // backs the per-event header values
 	produced atomic.Int64      // messages librdkafka accepted
@@ -327,17 +329,16 @@ func (p *pipe) change(ctx, gctx context.Context, cur *txn, c *replication.Change
 var (
 	specVersion = []byte("1.0")
 	contentJSON = []byte("application/json")
-	typeValues  = map[string][]byte{}
 )
 
 // eventHeaders fills the reused header slice: CloudEvents binary mode plus
 // the change's positions. The values live in p.buf until the next event;
 // Produce copies them.
 func (p *pipe) eventHeaders(ev projection.Event, c *replication.Change, cur *txn) []kafka.Header {
-	typ, ok := typeValues[ev.Type]
+	typ, ok := p.types[ev.Type]
 	if !ok {
 		typ = []byte(ev.Type)
-		typeValues[ev.Type] = typ
+		p.types[ev.Type] = typ
 	}
 	b := p.buf[:0]
 	b = append(b, ev.Subject...)
