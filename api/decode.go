@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"mime"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -53,7 +54,7 @@ func decodeNewUser(body []byte) (userdb.NewUser, error) {
 	bad := func(name, reason string) { params = append(params, InvalidParam{Name: name, Reason: reason}) }
 
 	for _, f := range fields.order {
-		if !isKnown(f) {
+		if !slices.Contains(knownFields, f) {
 			bad(f, "unknown field")
 		}
 	}
@@ -156,15 +157,6 @@ func objectFields(body []byte) (objectFieldSet, error) {
 		fs.values[key] = raw
 	}
 	return fs, nil
-}
-
-func isKnown(name string) bool {
-	for _, k := range knownFields {
-		if k == name {
-			return true
-		}
-	}
-	return false
 }
 
 // decodeString returns the string in raw, or why it is not one. encoding/json

@@ -82,8 +82,7 @@ func EnsureSlot(ctx context.Context, conn *pgx.Conn, name string) (bool, error) 
 	}
 	_, err = conn.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", name)
 	if err != nil {
-		var dup bool
-		if dup = strings.Contains(err.Error(), "already exists"); dup {
+		if strings.Contains(err.Error(), "already exists") {
 			return false, nil // another streamer created it first
 		}
 		return false, fmt.Errorf("create slot %s: %w", name, err)
@@ -115,7 +114,7 @@ var ErrPublication = errors.New("publication does not match")
 // table with exactly those columns.
 func EnsurePublication(ctx context.Context, conn *pgx.Conn, spec PublicationSpec) error {
 	create := fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s (%s) WITH (publish = 'insert')",
-		pgx.Identifier{spec.Name}.Sanitize(), identifierPath(spec.Table), quoteColumns(spec.Columns))
+		pgx.Identifier{spec.Name}.Sanitize(), QuoteTable(spec.Table), QuoteColumns(spec.Columns))
 	var exists bool
 	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", spec.Name).Scan(&exists); err != nil {
 		return fmt.Errorf("look up publication %s: %w", spec.Name, err)
@@ -148,16 +147,18 @@ func EnsurePublication(ctx context.Context, conn *pgx.Conn, spec PublicationSpec
 	if !inserts || !slices.Equal(got, want) {
 		return fmt.Errorf("%w: publication %s publishes inserts=%v with columns %v of %s, the events need inserts of %v; fix it: ALTER PUBLICATION %s SET TABLE %s (%s)",
 			ErrPublication, spec.Name, inserts, cols, spec.Table, spec.Columns,
-			pgx.Identifier{spec.Name}.Sanitize(), identifierPath(spec.Table), quoteColumns(spec.Columns))
+			pgx.Identifier{spec.Name}.Sanitize(), QuoteTable(spec.Table), QuoteColumns(spec.Columns))
 	}
 	return nil
 }
 
-func identifierPath(qualified string) string {
+// QuoteTable quotes a schema-qualified table name for SQL.
+func QuoteTable(qualified string) string {
 	return pgx.Identifier(strings.Split(qualified, ".")).Sanitize()
 }
 
-func quoteColumns(cols []string) string {
+// QuoteColumns quotes column names for a SQL column list.
+func QuoteColumns(cols []string) string {
 	q := make([]string, len(cols))
 	for i, c := range cols {
 		q[i] = pgx.Identifier{c}.Sanitize()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/userstream/userstream/kafkasink"
 	"github.com/userstream/userstream/projection"
+	"github.com/userstream/userstream/replication"
 )
 
 // BackfillRange selects the users to backfill by id: after AfterID, up to
@@ -78,13 +78,14 @@ func (s *Streamer) Backfill(ctx context.Context, r BackfillRange) (int, error) {
 // backfillBatch produces the next batch of rows and returns how many, and
 // the last id.
 func backfillBatch(ctx context.Context, conn *pgx.Conn, sink *kafkasink.Sink, pr projection.Projector, source []byte, after, upTo int64, limit int) (int, int64, error) {
-	cols := pr.SourceColumns()
-	rows, err := conn.Query(ctx, "SELECT "+quoteColumns(cols)+" FROM users WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3", after, upTo, limit)
+	ns, table := pr.Table()
+	rows, err := conn.Query(ctx, "SELECT "+replication.QuoteColumns(pr.SourceColumns())+" FROM "+replication.QuoteTable(ns+"."+table)+
+		" WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3", after, upTo, limit)
 	if err != nil {
 		return 0, after, fmt.Errorf("read users after id %d: %w", after, err)
 	}
 	defer rows.Close()
-	rel := projection.Relation{Namespace: "public", Name: "users"}
+	rel := projection.Relation{Namespace: ns, Name: table}
 	for _, f := range rows.FieldDescriptions() {
 		rel.Columns = append(rel.Columns, projection.Column{Name: f.Name, TypeOID: f.DataTypeOID})
 	}
@@ -105,16 +106,9 @@ func backfillBatch(ctx context.Context, conn *pgx.Conn, sink *kafkasink.Sink, pr
 		if !ok {
 			continue
 		}
-		headers := []kafka.Header{
-			{Key: "ce_specversion", Value: specVersion},
-			{Key: "ce_type", Value: []byte(ev.Type)},
-			{Key: "ce_source", Value: source},
-			{Key: "ce_id", Value: []byte(ev.Subject + "@backfill")},
-			{Key: "ce_time", Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
-			{Key: "ce_subject", Value: []byte(ev.Subject)},
-			{Key: "content-type", Value: contentJSON},
-			{Key: "userstream_backfill", Value: []byte("true")},
-		}
+		headers := append(ceHeaders(nil, []byte(ev.Type), source, []byte(ev.Subject+"@backfill"),
+			time.Now().UTC().AppendFormat(nil, time.RFC3339Nano), []byte(ev.Subject)),
+			kafka.Header{Key: "userstream_backfill", Value: []byte("true")})
 		for {
 			err := sink.Produce(ev.Key, ev.Value, headers, nil)
 			if err == nil {
@@ -170,11 +164,3 @@ func drainOne(ctx context.Context, sink *kafkasink.Sink) error {
 type valuesRow []any
 
 func (v valuesRow) Value(i int) (any, error) { return v[i], nil }
-
-func quoteColumns(cols []string) string {
-	q := make([]string, len(cols))
-	for i, c := range cols {
-		q[i] = pgx.Identifier{c}.Sanitize()
-	}
-	return strings.Join(q, ", ")
-}

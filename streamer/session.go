@@ -350,18 +350,25 @@ func (p *pipe) eventHeaders(ev projection.Event, c *replication.Change, cur *txn
 	subject := b[:idEnd]
 	ceID := b[:ceIDEnd]
 	lsn := b[idEnd+1 : ceIDEnd]
-	p.headers = append(p.headers[:0],
-		kafka.Header{Key: "ce_specversion", Value: specVersion},
-		kafka.Header{Key: "ce_type", Value: typ},
-		kafka.Header{Key: "ce_source", Value: p.sources[c.Relation.ID]},
-		kafka.Header{Key: "ce_id", Value: ceID},
-		kafka.Header{Key: "ce_time", Value: cur.ceTime},
-		kafka.Header{Key: "ce_subject", Value: subject},
-		kafka.Header{Key: "content-type", Value: contentJSON},
+	p.headers = append(ceHeaders(p.headers[:0], typ, p.sources[c.Relation.ID], ceID, cur.ceTime, subject),
 		kafka.Header{Key: "userstream_lsn", Value: lsn},
 		kafka.Header{Key: "userstream_commit_lsn", Value: cur.commitLSN},
 	)
 	return p.headers
+}
+
+// ceHeaders appends the CloudEvents binary-mode headers every event carries,
+// streamed or backfilled.
+func ceHeaders(dst []kafka.Header, typ, source, id, ceTime, subject []byte) []kafka.Header {
+	return append(dst,
+		kafka.Header{Key: "ce_specversion", Value: specVersion},
+		kafka.Header{Key: "ce_type", Value: typ},
+		kafka.Header{Key: "ce_source", Value: source},
+		kafka.Header{Key: "ce_id", Value: id},
+		kafka.Header{Key: "ce_time", Value: ceTime},
+		kafka.Header{Key: "ce_subject", Value: subject},
+		kafka.Header{Key: "content-type", Value: contentJSON},
+	)
 }
 
 // appendLSN appends lsn as PostgreSQL prints it (%X/%X) without fmt.

@@ -143,6 +143,15 @@ func parseConfig(name string, args []string) (config, error) {
 	return c, nil
 }
 
+// streamerConfig is the pipeline's configuration, for run and backfill alike.
+func (c config) streamerConfig(kafkaProps map[string]string) streamer.Config {
+	return streamer.Config{
+		DatabaseURL: c.databaseURL, Slot: c.slot, Publication: c.publication, StartLSN: c.startLSN,
+		Kafka:             kafkasink.Config{Topic: c.topic, Partitions: c.partitions, Properties: kafkaProps},
+		HeartbeatInterval: c.heartbeat, ShutdownTimeout: c.shutdown,
+	}
+}
+
 func (m *Main) run(ctx context.Context, args []string) error {
 	c, err := parseConfig("run", args)
 	if err != nil {
@@ -173,11 +182,7 @@ func (m *Main) run(ctx context.Context, args []string) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s := streamer.New(streamer.Config{
-		DatabaseURL: c.databaseURL, Slot: c.slot, Publication: c.publication, StartLSN: c.startLSN,
-		Kafka:             kafkasink.Config{Topic: c.topic, Partitions: c.partitions, Properties: props},
-		HeartbeatInterval: c.heartbeat, ShutdownTimeout: c.shutdown,
-	}, log, streamer.NewMetrics(reg))
+	s := streamer.New(c.streamerConfig(props), log, streamer.NewMetrics(reg))
 
 	ln, err := net.Listen("tcp", c.metricsAddr)
 	if err != nil {
@@ -272,11 +277,7 @@ func (m *Main) backfill(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	s := streamer.New(streamer.Config{
-		DatabaseURL: c.databaseURL, Slot: c.slot, Publication: c.publication,
-		Kafka:           kafkasink.Config{Topic: c.topic, Partitions: c.partitions, Properties: props},
-		ShutdownTimeout: c.shutdown,
-	}, m.Log, streamer.NewMetrics(prometheus.NewRegistry()))
+	s := streamer.New(c.streamerConfig(props), m.Log, streamer.NewMetrics(prometheus.NewRegistry()))
 	n, err := s.Backfill(ctx, streamer.BackfillRange{AfterID: c.afterID, UpToID: c.upToID})
 	m.Log.Info().Int("events", n).Int64("after_id", c.afterID).Msg("backfill acknowledged by Kafka")
 	return err

@@ -65,7 +65,7 @@ func (c *Cluster) Start(t testing.TB) {
 	t.Helper()
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
-		if c.port == 0 || attempt > 0 && c.port != 0 && portInUse(c.port) {
+		if c.port == 0 || (attempt > 0 && portInUse(c.port)) {
 			c.port = freePort(t)
 		}
 		err = runScript("pg_start " + shellQuote(c.dir) + " " + strconv.Itoa(c.port) + " " + shellQuote(c.dir+".log"))
