@@ -23,7 +23,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "userstream_api_requests_total",
-			Help: "HTTP requests answered, by route, method and status.",
+			Help: "HTTP requests answered, by route, method and status (499: the client disconnected before the answer).",
 		}, []string{"route", "method", "status"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "userstream_api_request_duration_seconds",
@@ -38,8 +38,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 // requestInfo collects what the access log may say about a request: never
 // its body, never personal data.
 type requestInfo struct {
-	userID int64
-	err    error
+	userID     int64
+	err        error
+	clientGone bool
 }
 
 type infoKey struct{}
@@ -71,18 +72,22 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		if route == "" {
 			route = "unmatched"
 		}
-		s.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Inc()
-		s.metrics.latency.WithLabelValues(route).Observe(elapsed.Seconds())
-
+		status := sw.status
 		level := zerolog.InfoLevel
-		if sw.status >= 500 {
+		switch {
+		case ri.clientGone:
+			status, level = statusClientGone, zerolog.DebugLevel
+		case status >= 500:
 			level = zerolog.ErrorLevel
 		}
+		s.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
+		s.metrics.latency.WithLabelValues(route).Observe(elapsed.Seconds())
+
 		ev := s.log.WithLevel(level).
 			Str("request_id", id).
 			Str("method", r.Method).
 			Str("route", route).
-			Int("status", sw.status).
+			Int("status", status).
 			Float64("latency_ms", float64(elapsed.Microseconds())/1000)
 		if ri.userID != 0 {
 			ev = ev.Int64("user_id", ri.userID)

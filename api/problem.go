@@ -89,7 +89,22 @@ func asError(err error) (e *Error, internal bool) {
 	}
 }
 
+// errClientGone marks a request whose client went away before it was
+// answered: the client's doing, not a failure of ours.
+var errClientGone = errors.New("client disconnected")
+
+// statusClientGone labels such requests in the metrics and the access log
+// (nginx's 499); it is never sent, since nobody is left to read it.
+const statusClientGone = 499
+
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	// A cancelled request context means the client disconnected (the server
+	// sets no other cancellation): whatever failed after that is no error of
+	// ours, and there is nobody to answer.
+	if errors.Is(err, errClientGone) || r.Context().Err() != nil {
+		reqInfo(r).clientGone = true
+		return
+	}
 	e, internal := asError(err)
 	status := statusOf(e.Code)
 	if internal {

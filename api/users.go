@@ -17,6 +17,11 @@ func (s *Server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			// The connection closed before the body Content-Length promised.
+			s.writeError(w, r, errClientGone)
+			return
+		}
 		if errors.As(err, &tooLarge) {
 			s.writeError(w, r, &Error{Code: CodeTooLarge, Detail: fmt.Sprintf("the body must be at most %d bytes", MaxBodyBytes)})
 			return
@@ -42,7 +47,9 @@ func (s *Server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	// users.id is a serial (int4): an id past its range names no user, and
+	// sending it to PostgreSQL would fail as out of range, not as not found.
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 32)
 	if err != nil || id < 1 {
 		s.writeError(w, r, &Error{Code: CodeNotFound, Detail: "no user has this id"})
 		return

@@ -124,6 +124,9 @@ func TestCreateUserRejectsBadInputWithAProblemAndWritesNothing(t *testing.T) {
 		{name: "PUT on /users", method: http.MethodPut, body: valid(""), status: 405},
 		{name: "DELETE on /users", method: http.MethodDelete, status: 405},
 		{name: "POST on a user", method: http.MethodPost + " /users/1", body: valid(""), status: 405},
+		{name: "GET of an id past the int4 column", method: http.MethodGet + " /users/2147483648", status: 404},
+		{name: "GET of the largest int64 id", method: http.MethodGet + " /users/9223372036854775807", status: 404},
+		{name: "GET of an id past int64", method: http.MethodGet + " /users/99999999999999999999", status: 404},
 	}
 	if len(tests) < 30 {
 		t.Fatalf("only %d bad inputs", len(tests))
@@ -265,7 +268,8 @@ func TestEveryResponseCarriesARequestID(t *testing.T) {
 func TestGetUserAnswers404ForUnknownOrMalformedIDs(t *testing.T) {
 	t.Parallel()
 	ta := startAPI(t, testenv.Postgres(t))
-	for _, path := range []string{"/users/999999", "/users/abc", "/users/-1", "/users/99999999999999999999", "/nowhere"} {
+	for _, path := range []string{"/users/999999", "/users/2147483647", "/users/2147483648", "/users/9223372036854775807",
+		"/users/abc", "/users/-1", "/users/0", "/users/99999999999999999999", "/nowhere"} {
 		if resp := ta.do(http.MethodGet, path, "", nil); resp.status != http.StatusNotFound {
 			t.Errorf("GET %s = %d, want 404", path, resp.status)
 		}

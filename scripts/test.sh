@@ -35,5 +35,7 @@ log "== go test -race ./..."
 go test -race -count=1 -timeout 18m ${GOTESTFLAGS:-} ${PKGS:-./...}
 [ -n "$PKGS" ] && exit 0
 
-log "== fuzzing request decoding (${FUZZTIME:-10s})"
-go test -run='^$' -fuzz=FuzzCreateUserNeverPanicsNorAnswers5xx -fuzztime="${FUZZTIME:-10s}" ./api
+log "== fuzzing POST /users bodies and GET /users/{id} ids (${FUZZTIME:-10s} each)"
+for target in FuzzCreateUserNeverPanicsNorAnswers5xx FuzzGetUserNeverPanicsNorAnswers5xx; do
+	go test -run='^$' -fuzz="^$target\$" -fuzztime="${FUZZTIME:-10s}" ./api
+done

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -77,6 +78,27 @@ func (s *Store) Get(ctx context.Context, id int64) (User, error) {
 		return User{}, fmt.Errorf("get user %d: %w", id, translate(err))
 	}
 	return got, nil
+}
+
+// CheckAPIVersion makes sure the version the store stamps on every row fits
+// the users.api_version column, so a long build version stops the program at
+// start-up with a clear error instead of failing every insert. It reads the
+// column's real width rather than trusting a constant.
+func (s *Store) CheckAPIVersion(ctx context.Context) error {
+	// For varchar(n) atttypmod is n+4; -1 means no limit.
+	var width int
+	err := s.pool.QueryRow(ctx, `SELECT CASE WHEN atttypmod > 4 THEN atttypmod - 4 ELSE 0 END
+		FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'api_version' AND NOT attisdropped`).Scan(&width)
+	if err != nil {
+		return fmt.Errorf("read the width of users.api_version: %w", translate(err))
+	}
+	if n := utf8.RuneCountInString(s.apiVersion); width > 0 && n > width {
+		return fmt.Errorf("the build version %q has %d characters, but users.api_version holds at most %d: build with a shorter VERSION", s.apiVersion, n, width)
+	}
+	if s.apiVersion == "" {
+		return errors.New("the build version is empty: users.api_version is NOT NULL and every row must name the API version that wrote it")
+	}
+	return nil
 }
 
 // Ping checks that PostgreSQL answers.

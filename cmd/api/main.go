@@ -30,7 +30,8 @@ import (
 )
 
 // version is stamped into every row's api_version; set at build time with
-// -ldflags "-X main.version=…". It must fit varchar(20).
+// -ldflags "-X main.version=…" (the Dockerfile's VERSION). serve checks at
+// start-up that it fits the api_version column.
 var version = "0.1.0"
 
 func main() {
@@ -96,9 +97,6 @@ func parseConfig(name string, args []string) (config, error) {
 	if c.databaseURL == "" && name != "healthcheck" {
 		return c, fmt.Errorf("DATABASE_URL (or --database-url) is required")
 	}
-	if len(version) > 20 {
-		return c, fmt.Errorf("build version %q does not fit api_version varchar(20)", version)
-	}
 	return c, nil
 }
 
@@ -124,9 +122,13 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		}
 	}
 
+	store := userdb.New(pool, version)
+	if err := store.CheckAPIVersion(ctx); err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv := api.NewServer(api.Config{Addr: c.listenAddr}, userdb.New(pool, version), log, reg)
+	srv := api.NewServer(api.Config{Addr: c.listenAddr}, store, log, reg)
 	if err := srv.Open(); err != nil {
 		return err
 	}
