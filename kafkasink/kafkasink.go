@@ -19,8 +19,11 @@ import (
 
 // Config describes the producer.
 type Config struct {
-	Topic      string
-	Partitions int // for a topic the sink creates; default 6
+	Topic string
+	// DeadLetterTopic, when set, receives the changes that cannot become
+	// events; EnsureTopic creates it beside Topic.
+	DeadLetterTopic string
+	Partitions      int // for a topic the sink creates; default 6
 	// Properties are librdkafka settings (bootstrap.servers, security.protocol,
 	// sasl.*, ssl.*, …); they override the defaults below, except the ones
 	// the delivery guarantees rest on.
@@ -53,6 +56,7 @@ var guarded = map[string]string{"enable.idempotence": "true", "acks": "all"}
 type Sink struct {
 	p     *kafka.Producer
 	topic string
+	dlq   string
 	parts int
 }
 
@@ -80,7 +84,7 @@ func New(cfg Config) (*Sink, error) {
 	if parts <= 0 {
 		parts = 6
 	}
-	return &Sink{p: p, topic: cfg.Topic, parts: parts}, nil
+	return &Sink{p: p, topic: cfg.Topic, dlq: cfg.DeadLetterTopic, parts: parts}, nil
 }
 
 // goTyped converts the Go client's own go.* settings, which are typed, from
@@ -117,13 +121,17 @@ func (s *Sink) EnsureTopic(ctx context.Context) error {
 		return fmt.Errorf("kafka admin client: %w", err)
 	}
 	defer admin.Close()
-	res, err := admin.CreateTopics(ctx, []kafka.TopicSpecification{{Topic: s.topic, NumPartitions: s.parts, ReplicationFactor: -1}})
+	specs := []kafka.TopicSpecification{{Topic: s.topic, NumPartitions: s.parts, ReplicationFactor: -1}}
+	if s.dlq != "" {
+		specs = append(specs, kafka.TopicSpecification{Topic: s.dlq, NumPartitions: 1, ReplicationFactor: -1})
+	}
+	res, err := admin.CreateTopics(ctx, specs)
 	if err != nil {
 		return fmt.Errorf("create topic %s: %w", s.topic, err)
 	}
 	for _, r := range res {
 		if c := r.Error.Code(); c != kafka.ErrNoError && c != kafka.ErrTopicAlreadyExists {
-			return fmt.Errorf("create topic %s: %w", s.topic, r.Error)
+			return fmt.Errorf("create topic %s: %w", r.Topic, r.Error)
 		}
 	}
 	return nil
@@ -135,6 +143,20 @@ func (s *Sink) EnsureTopic(ctx context.Context) error {
 func (s *Sink) Produce(key, value []byte, headers []kafka.Header, opaque any) error {
 	return s.p.Produce(&kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: &s.topic, Partition: kafka.PartitionAny},
+		Key:            key,
+		Value:          value,
+		Headers:        headers,
+		Opaque:         opaque,
+	}, nil)
+}
+
+// ProduceDeadLetter is Produce to the dead-letter topic.
+func (s *Sink) ProduceDeadLetter(key, value []byte, headers []kafka.Header, opaque any) error {
+	if s.dlq == "" {
+		return errors.New("no dead-letter topic configured")
+	}
+	return s.p.Produce(&kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &s.dlq, Partition: kafka.PartitionAny},
 		Key:            key,
 		Value:          value,
 		Headers:        headers,

@@ -37,7 +37,7 @@ func integer(row Row, i int, name string) (int64, error) {
 	case int64:
 		return n, nil
 	case nil:
-		return 0, fmt.Errorf("%w: column %q is NULL", ErrSchema, name)
+		return 0, fmt.Errorf("%w: column %q is NULL", ErrValue, name)
 	}
 	return 0, fmt.Errorf("%w: column %q decoded as %T, want an integer", ErrSchema, name, v)
 }
@@ -51,7 +51,7 @@ func text(row Row, i int, name string) (string, error) {
 	case string:
 		return s, nil
 	case nil:
-		return "", fmt.Errorf("%w: column %q is NULL", ErrSchema, name)
+		return "", fmt.Errorf("%w: column %q is NULL", ErrValue, name)
 	}
 	return "", fmt.Errorf("%w: column %q decoded as %T, want text", ErrSchema, name, v)
 }
@@ -63,9 +63,14 @@ func timestamp(row Row, i int, name string) (time.Time, error) {
 	}
 	switch t := v.(type) {
 	case time.Time:
+		// RFC 3339 has four-digit years from 0000: anything else would make
+		// an event that breaks its JSON Schema.
+		if y := t.UTC().Year(); y < 0 || y > 9999 {
+			return time.Time{}, fmt.Errorf("%w: column %q is outside RFC 3339's years 0000-9999", ErrValue, name)
+		}
 		return t, nil
 	case nil:
-		return time.Time{}, fmt.Errorf("%w: column %q is NULL", ErrSchema, name)
+		return time.Time{}, fmt.Errorf("%w: column %q is NULL", ErrValue, name)
 	}
-	return time.Time{}, fmt.Errorf("%w: column %q decoded as %T (infinite or out of range?), want a timestamp", ErrSchema, name, v)
+	return time.Time{}, fmt.Errorf("%w: column %q decoded as %T (infinite?), want a finite timestamp", ErrValue, name, v)
 }

@@ -87,6 +87,10 @@ type Binding interface {
 // a needed column was dropped, renamed or changed type. It needs an operator.
 var ErrSchema = errors.New("replicated columns do not fit the event")
 
+// ErrValue marks one row whose values cannot make a valid event (a NULL, an
+// infinite or out-of-range timestamp): a poison row, not a schema change.
+var ErrValue = errors.New("row does not make a valid event")
+
 // All returns every projector the streamer runs.
 func All() []Projector { return []Projector{UserCreated{}} }
 

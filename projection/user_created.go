@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgtype"
 )
@@ -76,6 +77,9 @@ func (b userCreatedBinding) Project(op Op, row Row) (Event, bool, error) {
 	if v.CountryCode, err = text(row, b.countryCode, "country_code"); err != nil {
 		return Event{}, false, err
 	}
+	if err := checkContract(v); err != nil {
+		return Event{}, false, err
+	}
 	createdAt, err := timestamp(row, b.createdAt, "created_at")
 	if err != nil {
 		return Event{}, false, err
@@ -93,4 +97,17 @@ func (b userCreatedBinding) Project(op Op, row Row) (Event, bool, error) {
 // publication's column list, so nothing else leaves PostgreSQL.
 func (UserCreated) SourceColumns() []string {
 	return []string{"id", "username", "country_code", "created_at"}
+}
+
+// checkContract refuses the values the JSON Schema refuses, cheaply: a row
+// written around the API's validation must become a dead letter, never an
+// event that breaks the contract.
+func checkContract(v userCreatedValue) error {
+	if n := utf8.RuneCountInString(v.Username); n < 1 || n > 100 {
+		return fmt.Errorf("%w: column \"username\" has %d characters, the contract allows 1 to 100", ErrValue, n)
+	}
+	if c := v.CountryCode; len(c) != 2 || c[0] < 'A' || c[0] > 'Z' || c[1] < 'A' || c[1] > 'Z' {
+		return fmt.Errorf("%w: column \"country_code\" is not two upper-case letters", ErrValue)
+	}
+	return nil
 }

@@ -154,11 +154,41 @@ func TestUnusualUsernamesRoundTripThroughTheEventJSON(t *testing.T) {
 	}
 }
 
-func TestANullInANeededColumnIsAnErrorNotABrokenEvent(t *testing.T) {
+func TestARowThatCannotMakeAValidEventIsAPoisonRowNotABrokenEvent(t *testing.T) {
 	b := bind(t, usersRelation)
-	_, ok, err := b.Project(projection.Insert, row{int32(1), nil, "BE", time.Now()})
-	if ok || !errors.Is(err, projection.ErrSchema) || !strings.Contains(err.Error(), "username") {
-		t.Fatalf("ok=%v err=%v, want ErrSchema naming username", ok, err)
+	ts := time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name   string
+		row    row
+		column string
+	}{
+		{"a NULL username", row{int32(1), nil, "BE", ts}, "username"},
+		{"an empty username", row{int32(1), "", "BE", ts}, "username"},
+		{"a username of 101 characters", row{int32(1), strings.Repeat("é", 101), "BE", ts}, "username"},
+		{"a lower-case country code", row{int32(1), "jtr", "be", ts}, "country_code"},
+		{"a three-letter country code", row{int32(1), "jtr", "BEL", ts}, "country_code"},
+		{"a created_at of infinity", row{int32(1), "jtr", "BE", pgtype.Infinity}, "created_at"},
+		{"a created_at in the year 10000", row{int32(1), "jtr", "BE", time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}, "created_at"},
+		{"a created_at before Christ", row{int32(1), "jtr", "BE", time.Date(-44, 3, 15, 0, 0, 0, 0, time.UTC)}, "created_at"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ev, ok, err := b.Project(projection.Insert, tc.row)
+			if ok || !errors.Is(err, projection.ErrValue) || !strings.Contains(err.Error(), tc.column) {
+				t.Fatalf("ok=%v err=%v event=%s, want ErrValue naming %s", ok, err, ev.Value, tc.column)
+			}
+		})
+	}
+}
+
+func TestTheYearsAtTheEdgesOfRFC3339StillMakeValidEvents(t *testing.T) {
+	b := bind(t, usersRelation)
+	for _, ts := range []time.Time{time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)} {
+		ev, ok, err := b.Project(projection.Insert, row{int32(1), "jtr", "BE", ts})
+		if err != nil || !ok {
+			t.Fatalf("%s: ok=%v err=%v", ts, ok, err)
+		}
+		validate(t, ev.Value)
 	}
 }
 

@@ -1,8 +1,8 @@
 package replication
 
 import (
+	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -86,9 +86,39 @@ func (c *Change) Value(i int) (any, error) {
 	}
 	v, err := t.Codec.DecodeValue(c.types, oid, format, col.Data)
 	if err != nil {
-		return nil, fmt.Errorf("column %d (%s): %w", i, t.Name, err)
+		// pgx's message may quote the value: row contents stay out of errors,
+		// which reach logs.
+		return nil, fmt.Errorf("column %d (%s): %w", i, t.Name, ErrUndecodable)
 	}
 	return v, nil
+}
+
+// ErrUndecodable marks a value that does not decode as its column's type.
+var ErrUndecodable = errors.New("value does not decode as its type")
+
+// RawColumn is one column of a change as pgoutput sent it.
+type RawColumn struct {
+	Name    string
+	TypeOID uint32
+	Kind    byte   // 'n' null, 'u' unchanged TOAST, 't' text, 'b' binary
+	Data    []byte // aliases the connection's buffer until the next Next
+}
+
+// Raw is the change's row as sent, for a dead-letter record when it cannot
+// be turned into an event.
+func (c *Change) Raw() []RawColumn {
+	if c.tuple == nil {
+		return nil
+	}
+	out := make([]RawColumn, 0, len(c.tuple.Columns))
+	for i, col := range c.tuple.Columns {
+		rc := RawColumn{Kind: col.DataType, Data: col.Data}
+		if i < len(c.Relation.Columns) {
+			rc.Name, rc.TypeOID = c.Relation.Columns[i].Name, c.Relation.Columns[i].TypeOID
+		}
+		out = append(out, rc)
+	}
+	return out
 }
 
 // decode turns one pgoutput message into a typed value, or nil for the
@@ -137,13 +167,4 @@ func (r *Reader) change(op Op, relID uint32, tuple *pglogrepl.TupleData, lsn pgl
 		CommitLSN: r.txn.commitLSN, CommitTime: r.txn.commitTime, Xid: r.txn.xid,
 		tuple: tuple, types: r.types,
 	}, nil
-}
-
-func containsAny(s string, subs ...string) bool {
-	for _, sub := range subs {
-		if strings.Contains(s, sub) {
-			return true
-		}
-	}
-	return false
 }

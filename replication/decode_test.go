@@ -63,14 +63,15 @@ func TestServerErrorsThatNeedAnOperatorMapToSentinels(t *testing.T) {
 	}{
 		{"slot held by another process", "55006", `replication slot "s" is active for PID 1`, "", ErrSlotActive},
 		{"slot missing", "42704", `replication slot "s" does not exist`, "", ErrSlotMissing},
-		{"slot invalidated (PostgreSQL 15 wording)", "55000", `can no longer get changes from replication slot "s"`,
-			"This slot has been invalidated because it exceeded the maximum reserved size.", ErrSlotLost},
-		{"another prerequisite error", "55000", "logical decoding requires wal_level >= logical", "", nil},
+		{"slot invalidated, in English", "55000", `can no longer get changes from replication slot "s"`,
+			"This slot has been invalidated because it exceeded the maximum reserved size.", ErrSlotUnusable},
+		{"slot invalidated, on a localized server", "55000", `kann keine Änderungen mehr aus Replikations-Slot »s« lesen`, "", ErrSlotUnusable},
+		{"another error", "42P01", "relation does not exist", "", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			err := classify(&pgconn.PgError{Code: tc.code, Message: tc.message, Detail: tc.detail})
-			for _, sentinel := range []error{ErrSlotActive, ErrSlotMissing, ErrSlotLost} {
+			for _, sentinel := range []error{ErrSlotActive, ErrSlotMissing, ErrSlotLost, ErrSlotUnusable} {
 				if got, want := errors.Is(err, sentinel), sentinel == tc.want; got != want {
 					t.Errorf("errors.Is(classify(…), %v) = %v, want %v", sentinel, got, want)
 				}

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -65,6 +67,11 @@ var (
 	ErrSlotActive  = errors.New("replication slot is active for another process")
 	ErrSlotMissing = errors.New("replication slot does not exist")
 	ErrSlotLost    = errors.New("replication slot was invalidated (WAL it needed was removed)")
+	// ErrSlotUnusable is SQLSTATE 55000 from START_REPLICATION: the slot
+	// cannot be read, for instance because it was invalidated. The caller
+	// tells which from the slot's wal_status, never from the message text,
+	// which a server may localize.
+	ErrSlotUnusable = errors.New("replication slot cannot be read")
 )
 
 // Open connects and starts streaming from cfg.StartLSN.
@@ -78,6 +85,11 @@ func Open(ctx context.Context, cfg Config, acker Acker) (*Reader, error) {
 	}
 	pcfg.RuntimeParams["replication"] = "database"
 	pcfg.RuntimeParams["application_name"] = "userstream-streamer"
+	// pgoutput writes values with the walsender's output settings: a
+	// database or role default such as DateStyle=SQL would make every
+	// timestamp undecodable. The startup packet overrides those defaults.
+	pcfg.RuntimeParams["DateStyle"] = "ISO"
+	pcfg.RuntimeParams["IntervalStyle"] = "postgres"
 	conn, err := pgconn.ConnectConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect for replication: %w", err)
@@ -87,9 +99,17 @@ func Open(ctx context.Context, cfg Config, acker Acker) (*Reader, error) {
 		conn.Close(ctx)
 		return nil, fmt.Errorf("identify system: %w", err)
 	}
-	err = pglogrepl.StartReplication(ctx, conn, cfg.Slot, cfg.StartLSN, pglogrepl.StartReplicationOptions{
-		PluginArgs: []string{"proto_version '1'", "publication_names '" + cfg.Publication + "'"},
-	})
+	if err := r.fitStatusInterval(ctx); err != nil {
+		conn.Close(ctx)
+		return nil, err
+	}
+	args := []string{"proto_version '1'", "publication_names '" + cfg.Publication + "'"}
+	if v, _ := strconv.Atoi(conn.ParameterStatus("server_version_num")); v >= 160000 {
+		// Changes that arrived through another replication origin are user
+		// rows too: never let a default filter them away.
+		args = append(args, "origin 'any'")
+	}
+	err = pglogrepl.StartReplication(ctx, conn, cfg.Slot, cfg.StartLSN, pglogrepl.StartReplicationOptions{PluginArgs: args})
 	if err != nil {
 		conn.Close(ctx)
 		return nil, fmt.Errorf("start replication of slot %s at %s: %w", cfg.Slot, cfg.StartLSN, classify(err))
@@ -172,8 +192,10 @@ func (r *Reader) handleCopyData(ctx context.Context, data []byte) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse XLogData: %w", err)
 		}
-		if end := xld.WALStart + pglogrepl.LSN(len(xld.WALData)); end > r.received {
-			r.received = end
+		// WALStart is the WAL position of the record; the length of the
+		// pgoutput message says nothing about WAL, so it is not added.
+		if xld.WALStart > r.received {
+			r.received = xld.WALStart
 		}
 		r.walEnd = max(r.walEnd, xld.ServerWALEnd)
 		return r.decode(xld)
@@ -192,10 +214,15 @@ func (r *Reader) SendStatusIfDue(ctx context.Context) error {
 }
 
 // SendStatus reports the acknowledged position as flushed and applied, and
-// what was received as written.
+// what was received as written. ctx's deadline bounds the write: pgconn
+// does not apply it to a CopyData on its own.
 func (r *Reader) SendStatus(ctx context.Context) error {
 	acked := r.acker.Acked()
 	written := max(r.received, acked)
+	if d, ok := ctx.Deadline(); ok {
+		_ = r.conn.Conn().SetWriteDeadline(d)
+		defer r.conn.Conn().SetWriteDeadline(time.Time{}) //nolint:errcheck // clearing a deadline
+	}
 	err := pglogrepl.SendStandbyStatusUpdate(ctx, r.conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: written,
 		WALFlushPosition: acked,
@@ -223,8 +250,57 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w", ErrSlotActive, err)
 	case pgErr.Code == "42704":
 		return fmt.Errorf("%w: %w", ErrSlotMissing, err)
-	case pgErr.Code == "55000" && containsAny(pgErr.Message+" "+pgErr.Detail, "invalidated", "exceeded the maximum reserved size"):
-		return fmt.Errorf("%w: %w", ErrSlotLost, err)
+	case pgErr.Code == "55000":
+		return fmt.Errorf("%w: %w", ErrSlotUnusable, err)
 	}
 	return err
+}
+
+// fitStatusInterval keeps status updates well inside the server's
+// wal_sender_timeout, which ends a connection that stays silent for that
+// long: during Kafka backpressure the reader sends nothing but these.
+func (r *Reader) fitStatusInterval(ctx context.Context) error {
+	res, err := r.conn.Exec(ctx, "SHOW wal_sender_timeout").ReadAll()
+	if err != nil {
+		return fmt.Errorf("read wal_sender_timeout: %w", err)
+	}
+	if len(res) == 0 || len(res[0].Rows) == 0 || len(res[0].Rows[0]) == 0 {
+		return errors.New("read wal_sender_timeout: no value")
+	}
+	timeout, err := ParseSetting(string(res[0].Rows[0][0]))
+	if err != nil {
+		return fmt.Errorf("wal_sender_timeout: %w", err)
+	}
+	if timeout > 0 {
+		r.cfg.StatusInterval = min(r.cfg.StatusInterval, max(timeout/4, 100*time.Millisecond))
+	}
+	return nil
+}
+
+// StatusInterval is the most time between two status updates, after
+// fitting it to the server's wal_sender_timeout.
+func (r *Reader) StatusInterval() time.Duration { return r.cfg.StatusInterval }
+
+// ParseSetting reads a PostgreSQL time setting as SHOW prints it (500ms, 60s,
+// 1min, 2h, 1d, or a bare number of milliseconds).
+func ParseSetting(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	i := strings.IndexFunc(v, func(c rune) bool { return c < '0' || c > '9' })
+	if i == 0 {
+		return 0, fmt.Errorf("%q is not a duration", v)
+	}
+	num, unit := v, "ms"
+	if i > 0 {
+		num, unit = v[:i], strings.TrimSpace(v[i:])
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration", v)
+	}
+	units := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second, "min": time.Minute, "h": time.Hour, "d": 24 * time.Hour}
+	u, ok := units[unit]
+	if !ok {
+		return 0, fmt.Errorf("%q has an unknown unit", v)
+	}
+	return time.Duration(n) * u, nil
 }

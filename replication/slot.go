@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // SlotStatus is a slot as pg_replication_slots shows it, with how far it
@@ -67,9 +67,12 @@ func Slot(ctx context.Context, conn *pgx.Conn, name string) (SlotStatus, error) 
 	return s, nil
 }
 
-// EnsureSlot creates a permanent pgoutput slot when none has the name, and
+// CreateSlot creates a permanent pgoutput slot when none has the name, and
 // says whether it did. A slot that exists with another plugin is an error.
-func EnsureSlot(ctx context.Context, conn *pgx.Conn, name string) (bool, error) {
+// Whether a slot may be created at all is the caller's decision: a slot
+// created after one was lost starts from now, and everything committed in
+// between is never streamed.
+func CreateSlot(ctx context.Context, conn *pgx.Conn, name string) (bool, error) {
 	s, err := Slot(ctx, conn, name)
 	switch {
 	case err == nil:
@@ -81,10 +84,11 @@ func EnsureSlot(ctx context.Context, conn *pgx.Conn, name string) (bool, error) 
 		return false, err
 	}
 	_, err = conn.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", name)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42710" {
+		return false, nil // duplicate_object: another streamer created it first
+	}
 	if err != nil {
-		if strings.Contains(err.Error(), "already exists") {
-			return false, nil // another streamer created it first
-		}
 		return false, fmt.Errorf("create slot %s: %w", name, err)
 	}
 	return true, nil
@@ -94,60 +98,6 @@ func EnsureSlot(ctx context.Context, conn *pgx.Conn, name string) (bool, error) 
 func DropSlot(ctx context.Context, conn *pgx.Conn, name string) error {
 	if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", name); err != nil {
 		return fmt.Errorf("drop slot %s: %w", name, classify(err))
-	}
-	return nil
-}
-
-// PublicationSpec is what the streamer needs a publication to publish.
-type PublicationSpec struct {
-	Name    string
-	Table   string   // schema-qualified, e.g. public.users
-	Columns []string // the column list; exactly these leave PostgreSQL
-}
-
-// ErrPublication marks a publication that does not publish what the streamer
-// needs; the message says what to run.
-var ErrPublication = errors.New("publication does not match")
-
-// EnsurePublication creates the publication when missing (inserts only, with
-// the column list), and otherwise checks that it publishes inserts of the
-// table with exactly those columns.
-func EnsurePublication(ctx context.Context, conn *pgx.Conn, spec PublicationSpec) error {
-	create := fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s (%s) WITH (publish = 'insert')",
-		pgx.Identifier{spec.Name}.Sanitize(), QuoteTable(spec.Table), QuoteColumns(spec.Columns))
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", spec.Name).Scan(&exists); err != nil {
-		return fmt.Errorf("look up publication %s: %w", spec.Name, err)
-	}
-	if !exists {
-		if _, err := conn.Exec(ctx, create); err != nil && !strings.Contains(err.Error(), "already exists") {
-			return fmt.Errorf("create publication %s (run as the table's owner: %s): %w", spec.Name, create, err)
-		}
-	}
-	var (
-		inserts bool
-		cols    []string
-	)
-	err := conn.QueryRow(ctx, `SELECT p.pubinsert,
-			coalesce((SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute
-			          WHERE attrelid = pt.relid AND attnum = ANY(pt.prattrs)), '{}')
-		FROM pg_publication p
-		LEFT JOIN LATERAL (SELECT r.prrelid AS relid, r.prattrs FROM pg_publication_rel r
-		                   WHERE r.prpubid = p.oid AND r.prrelid = $2::regclass) pt ON true
-		WHERE p.pubname = $1 AND pt.relid IS NOT NULL`, spec.Name, spec.Table).Scan(&inserts, &cols)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("%w: publication %s does not include table %s; recreate it: DROP PUBLICATION %s; %s",
-			ErrPublication, spec.Name, spec.Table, pgx.Identifier{spec.Name}.Sanitize(), create)
-	}
-	if err != nil {
-		return fmt.Errorf("read publication %s: %w", spec.Name, err)
-	}
-	want := slices.Sorted(slices.Values(spec.Columns))
-	got := slices.Sorted(slices.Values(cols))
-	if !inserts || !slices.Equal(got, want) {
-		return fmt.Errorf("%w: publication %s publishes inserts=%v with columns %v of %s, the events need inserts of %v; fix it: ALTER PUBLICATION %s SET TABLE %s (%s)",
-			ErrPublication, spec.Name, inserts, cols, spec.Table, spec.Columns,
-			pgx.Identifier{spec.Name}.Sanitize(), QuoteTable(spec.Table), QuoteColumns(spec.Columns))
 	}
 	return nil
 }
@@ -171,4 +121,18 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// CurrentWAL is the server's WAL insert position: past every commit so far,
+// even with synchronous_commit off (pg_current_wal_lsn may trail it then).
+func CurrentWAL(ctx context.Context, conn *pgx.Conn) (pglogrepl.LSN, error) {
+	var s string
+	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
+		return 0, fmt.Errorf("read the WAL position: %w", err)
+	}
+	lsn, err := pglogrepl.ParseLSN(s)
+	if err != nil {
+		return 0, fmt.Errorf("parse WAL position %q: %w", s, err)
+	}
+	return lsn, nil
 }

@@ -46,8 +46,8 @@ func TestMigrateIsIdempotentAndSafeWhenProcessesRace(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM schema_migrations").Scan(&applied); err != nil {
 		t.Fatal(err)
 	}
-	if applied != 3 {
-		t.Fatalf("schema_migrations has %d rows, want 3 (each migration once)", applied)
+	if applied != 4 {
+		t.Fatalf("schema_migrations has %d rows, want 4 (each migration once)", applied)
 	}
 
 	var cols []string
@@ -71,7 +71,7 @@ func TestMigrateIsIdempotentAndSafeWhenProcessesRace(t *testing.T) {
 		{"userstream_api", "SELECT", true},
 		{"userstream_api", "UPDATE", false},
 		{"userstream_api", "DELETE", false},
-		{"userstream_streamer", "SELECT", true},
+		{"userstream_streamer", "SELECT", false}, // column-level only, below
 		{"userstream_streamer", "INSERT", false},
 	} {
 		var got bool
@@ -80,6 +80,21 @@ func TestMigrateIsIdempotentAndSafeWhenProcessesRace(t *testing.T) {
 		}
 		if got != tc.want {
 			t.Errorf("%s has %s on users = %v, want %v", tc.role, tc.privilege, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		column string
+		want   bool
+	}{
+		{"id", true}, {"username", true}, {"country_code", true}, {"created_at", true},
+		{"is_a_dog", false}, {"api_version", false},
+	} {
+		var got bool
+		if err := conn.QueryRow(ctx, "SELECT has_column_privilege('userstream_streamer', 'users', $1, 'SELECT')", tc.column).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != tc.want {
+			t.Errorf("userstream_streamer may SELECT users.%s = %v, want %v", tc.column, got, tc.want)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -19,67 +20,109 @@ import (
 // and including UpToID (0: the largest id when the backfill starts).
 type BackfillRange struct {
 	AfterID, UpToID int64
-	BatchSize       int // rows per query; default 1000
+	// Missing limits the backfill to users whose key is not in the topic:
+	// the recovery after a lost slot, which cannot miss a row whatever order
+	// ids were committed in.
+	Missing   bool
+	BatchSize int // rows per query; default 1000
+}
+
+// BackfillResult counts what a backfill did.
+type BackfillResult struct {
+	Produced int // events Kafka acknowledged
+	Present  int // users skipped because the topic holds them (Missing)
+	Poison   int // rows that make no valid event, skipped
 }
 
 // Backfill produces a user.created event for every existing row in the range,
 // through the same projection as the stream, and waits until Kafka
 // acknowledged all of them. It is for rows the slot never saw (inserted
-// before it existed, or lost with an invalidated slot). Backfilled events
-// carry ce_id "<id>@backfill", the same on every run, and the header
-// userstream_backfill=true; a user both backfilled and streamed arrives
-// twice under the same key. It returns how many events Kafka acknowledged.
-func (s *Streamer) Backfill(ctx context.Context, r BackfillRange) (int, error) {
+// before it existed, or lost with a slot). Backfilled events carry the same
+// ce_id as streamed ones, and the header userstream_backfill=true; a user
+// both backfilled and streamed arrives twice under the same key and ce_id.
+func (s *Streamer) Backfill(ctx context.Context, r BackfillRange) (BackfillResult, error) {
+	var res BackfillResult
 	if r.BatchSize <= 0 {
 		r.BatchSize = 1000
 	}
 	conn, err := pgx.Connect(ctx, s.cfg.DatabaseURL)
 	if err != nil {
-		return 0, fmt.Errorf("connect: %w", err)
+		return res, fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(context.Background())
 	var sysid, db string
 	if err := conn.QueryRow(ctx, "SELECT system_identifier::text, current_database() FROM pg_control_system()").Scan(&sysid, &db); err != nil {
-		return 0, fmt.Errorf("identify database: %w", err)
-	}
-	if r.UpToID == 0 {
-		if err := conn.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM users").Scan(&r.UpToID); err != nil {
-			return 0, fmt.Errorf("find the last user: %w", err)
-		}
-	}
-	sink, err := s.newSink(s.cfg.Kafka)
-	if err != nil {
-		return 0, err
-	}
-	defer sink.Close()
-	if err := sink.EnsureTopic(ctx); err != nil {
-		return 0, err
+		return res, fmt.Errorf("identify database: %w", err)
 	}
 	pr := projection.UserCreated{}
 	ns, table := pr.Table()
-	source := []byte("postgresql://" + sysid + "/" + db + "/" + ns + "." + table)
-
-	produced, after := 0, r.AfterID
-	for after < r.UpToID {
-		n, last, err := backfillBatch(ctx, conn, sink, pr, source, after, r.UpToID, r.BatchSize)
-		produced += n
+	if r.UpToID == 0 {
+		if err := conn.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM "+replication.QuoteTable(ns+"."+table)).Scan(&r.UpToID); err != nil {
+			return res, fmt.Errorf("find the last user: %w", err)
+		}
+	}
+	var present idSet
+	if r.Missing {
+		// Read after max(id): a user committed meanwhile is either in the
+		// topic or above UpToID, and then streamed by the slot.
+		err := kafkasink.ReadKeys(ctx, s.cfg.Kafka.Properties, s.cfg.Kafka.Topic, func(key []byte) {
+			if id, err := strconv.ParseInt(string(key), 10, 64); err == nil {
+				present.add(id)
+			}
+		})
 		if err != nil {
-			return s.awaitDeliveries(sink, produced, err)
+			return res, fmt.Errorf("read the keys in topic %s: %w", s.cfg.Kafka.Topic, err)
+		}
+		s.log.Info().Int("keys", present.n).Str("topic", s.cfg.Kafka.Topic).Msg("backfill: read the users the topic holds")
+	}
+	sink, err := s.newSink(s.cfg.Kafka)
+	if err != nil {
+		return res, err
+	}
+	defer sink.Close()
+	if err := sink.EnsureTopic(ctx); err != nil {
+		return res, err
+	}
+	bf := &backfill{s: s, conn: conn, sink: sink, pr: pr, present: &present, missing: r.Missing,
+		source: []byte(ceSource(sysid, db, ns, table)), ce: newCEEncoder(), res: &res}
+	after := r.AfterID
+	for after < r.UpToID {
+		n, last, err := bf.batch(ctx, after, r.UpToID, r.BatchSize)
+		if err != nil {
+			return res, s.awaitDeliveries(sink, &res, err)
 		}
 		if n == 0 {
 			break
 		}
 		after = last
-		s.log.Info().Int64("through_id", after).Int64("up_to_id", r.UpToID).Int("produced", produced).Msg("backfill progress")
+		s.log.Info().Int64("through_id", after).Int64("up_to_id", r.UpToID).Int("produced", res.Produced).Msg("backfill progress")
 	}
-	return s.awaitDeliveries(sink, produced, nil)
+	return res, s.awaitDeliveries(sink, &res, nil)
 }
 
-// backfillBatch produces the next batch of rows and returns how many, and
-// the last id.
-func backfillBatch(ctx context.Context, conn *pgx.Conn, sink *kafkasink.Sink, pr projection.Projector, source []byte, after, upTo int64, limit int) (int, int64, error) {
-	ns, table := pr.Table()
-	rows, err := conn.Query(ctx, "SELECT "+replication.QuoteColumns(pr.SourceColumns())+" FROM "+replication.QuoteTable(ns+"."+table)+
+// backfill is one run's state.
+type backfill struct {
+	s       *Streamer
+	conn    *pgx.Conn
+	sink    *kafkasink.Sink
+	pr      projection.Projector
+	present *idSet
+	missing bool
+	source  []byte
+	ce      *ceEncoder
+	res     *BackfillResult
+}
+
+// batch produces the next batch of rows and returns how many rows it read,
+// and the last id.
+func (bf *backfill) batch(ctx context.Context, after, upTo int64, limit int) (int, int64, error) {
+	ns, table := bf.pr.Table()
+	cols := bf.pr.SourceColumns()
+	idCol := slices.Index(cols, "id")
+	if idCol < 0 {
+		return 0, after, errors.New("backfill: the projection has no id column")
+	}
+	rows, err := bf.conn.Query(ctx, "SELECT "+replication.QuoteColumns(cols)+" FROM "+replication.QuoteTable(ns+"."+table)+
 		" WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3", after, upTo, limit)
 	if err != nil {
 		return 0, after, fmt.Errorf("read users after id %d: %w", after, err)
@@ -89,7 +132,7 @@ func backfillBatch(ctx context.Context, conn *pgx.Conn, sink *kafkasink.Sink, pr
 	for _, f := range rows.FieldDescriptions() {
 		rel.Columns = append(rel.Columns, projection.Column{Name: f.Name, TypeOID: f.DataTypeOID})
 	}
-	b, err := pr.Bind(rel)
+	b, err := bf.pr.Bind(rel)
 	if err != nil {
 		return 0, after, err
 	}
@@ -99,50 +142,81 @@ func backfillBatch(ctx context.Context, conn *pgx.Conn, sink *kafkasink.Sink, pr
 		if err != nil {
 			return n, last, fmt.Errorf("read user after id %d: %w", last, err)
 		}
-		ev, ok, err := b.Project(projection.Insert, valuesRow(vals))
+		n++
+		id, err := integerValue(vals[idCol])
 		if err != nil {
-			return n, last, fmt.Errorf("project user after id %d: %w", last, err)
+			return n, last, fmt.Errorf("user after id %d: %w", last, err)
 		}
-		if !ok {
+		last = id
+		if bf.missing && bf.present.has(id) {
+			bf.res.Present++
 			continue
 		}
-		headers := append(ceHeaders(nil, []byte(ev.Type), source, []byte(ev.Subject+"@backfill"),
-			time.Now().UTC().AppendFormat(nil, time.RFC3339Nano), []byte(ev.Subject)),
-			kafka.Header{Key: "userstream_backfill", Value: []byte("true")})
-		for {
-			err := sink.Produce(ev.Key, ev.Value, headers, nil)
-			if err == nil {
-				break
-			}
-			if !kafkasink.IsQueueFull(err) {
-				return n, last, fmt.Errorf("produce user %s: %w", ev.Subject, err)
-			}
-			if err := drainOne(ctx, sink); err != nil {
-				return n, last, err
-			}
-		}
-		n++
-		if last, err = strconv.ParseInt(ev.Subject, 10, 64); err != nil {
-			return n, last, fmt.Errorf("user id %q: %w", ev.Subject, err)
+		if err := bf.one(ctx, b, id, vals); err != nil {
+			return n, last, err
 		}
 	}
 	return n, last, rows.Err()
 }
 
+func (bf *backfill) one(ctx context.Context, b projection.Binding, id int64, vals []any) error {
+	ev, ok, err := b.Project(projection.Insert, valuesRow(vals))
+	if errors.Is(err, projection.ErrValue) {
+		// A poison row: the error names the column, never the value.
+		bf.res.Poison++
+		bf.s.log.Warn().Int64("id", id).Str("error", err.Error()).Msg("backfill: the row makes no valid event; skipped")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("project a user: %w", err)
+	}
+	if !ok {
+		return nil
+	}
+	headers := bf.ce.backfilled(ev, bf.source, time.Now())
+	for {
+		err := bf.sink.Produce(ev.Key, ev.Value, headers, nil)
+		if err == nil {
+			bf.res.Produced++
+			return nil
+		}
+		if !kafkasink.IsQueueFull(err) {
+			return fmt.Errorf("produce user %s: %w", ev.Subject, err)
+		}
+		if err := drainOne(ctx, bf.sink); err != nil {
+			return err
+		}
+	}
+}
+
+func integerValue(v any) (int64, error) {
+	switch n := v.(type) {
+	case int16:
+		return int64(n), nil
+	case int32:
+		return int64(n), nil
+	case int64:
+		return n, nil
+	}
+	return 0, fmt.Errorf("id decoded as %T, want an integer", v)
+}
+
 // awaitDeliveries reads delivery reports until every produced event is
-// acknowledged, failing on the first error.
-func (s *Streamer) awaitDeliveries(sink *kafkasink.Sink, produced int, cause error) (int, error) {
-	acked := 0
+// acknowledged, failing on the first error; res.Produced ends as the number
+// acknowledged.
+func (s *Streamer) awaitDeliveries(sink *kafkasink.Sink, res *BackfillResult, cause error) error {
 	deadline := time.Now().Add(s.cfg.ShutdownTimeout + time.Minute)
 	for sink.Len() > 0 && time.Now().Before(deadline) {
 		if err := drainOne(context.Background(), sink); err != nil {
-			return acked, errors.Join(cause, err)
+			res.Produced -= sink.Len()
+			return errors.Join(cause, err)
 		}
 	}
 	if n := sink.Len(); n > 0 {
-		return produced - n, errors.Join(cause, fmt.Errorf("%d backfilled events still undelivered", n))
+		res.Produced -= n
+		return errors.Join(cause, fmt.Errorf("%d backfilled events still undelivered", n))
 	}
-	return produced, cause
+	return cause
 }
 
 // drainOne waits for one event from the producer and fails on a delivery error.
@@ -164,3 +238,29 @@ func drainOne(ctx context.Context, sink *kafkasink.Sink) error {
 type valuesRow []any
 
 func (v valuesRow) Value(i int) (any, error) { return v[i], nil }
+
+// idSet is a bitmap of ids: user ids are int4, so even a sparse table costs
+// at most 256 MiB, and a dense one a bit per id.
+type idSet struct {
+	words []uint64
+	n     int
+}
+
+func (s *idSet) add(id int64) {
+	if id < 0 || id > 1<<31 {
+		return // outside int4: such a key is never a user of the table
+	}
+	w := int(id >> 6)
+	if w >= len(s.words) {
+		s.words = slices.Grow(s.words, w+1-len(s.words))[:w+1]
+	}
+	if s.words[w]&(1<<(id&63)) == 0 {
+		s.words[w] |= 1 << (id & 63)
+		s.n++
+	}
+}
+
+func (s *idSet) has(id int64) bool {
+	w := int(id >> 6)
+	return id >= 0 && w < len(s.words) && s.words[w]&(1<<(id&63)) != 0
+}

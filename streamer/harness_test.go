@@ -200,7 +200,7 @@ func checkContract(t *testing.T, records []testenv.Record, rows map[string]user)
 				t.Fatalf("record %s lacks header %s", r.Key, k)
 			}
 		}
-		if !strings.HasPrefix(r.Headers["ce_id"], r.Key+"@") || !strings.HasSuffix(r.Headers["ce_source"], "/public.users") {
+		if r.Headers["ce_id"] != "user.created.v1:"+r.Key || !strings.HasSuffix(r.Headers["ce_source"], "/public.users") {
 			t.Fatalf("record %s: ce_id %q, ce_source %q", r.Key, r.Headers["ce_id"], r.Headers["ce_source"])
 		}
 		if _, err := time.Parse(time.RFC3339Nano, r.Headers["ce_time"]); err != nil {

@@ -12,7 +12,9 @@ type Metrics struct {
 	ReceivedLSN    prometheus.Gauge
 	LagBytes       prometheus.Gauge
 	Latency        prometheus.Histogram
+	DeadLetters    prometheus.Counter
 	role           *prometheus.GaugeVec
+	walStatus      *prometheus.GaugeVec
 }
 
 // NewMetrics registers the streamer's series with reg.
@@ -44,11 +46,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from a transaction's commit to Kafka's acknowledgement of its event.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
+		DeadLetters: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "userstream_streamer_dead_letters_total", Help: "Poison changes (no valid event could be made) that Kafka acknowledged on the dead-letter topic.",
+		}),
+		walStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "userstream_streamer_slot_wal_status", Help: "1 for the slot's wal_status as last checked (reserved, extended, unreserved, lost).",
+		}, []string{"status"}),
 		role: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "userstream_streamer_role", Help: "1 for the streamer's current role (active, standby, reconnecting, starting, stopped).",
 		}, []string{"role"}),
 	}
-	reg.MustRegister(m.Produced, m.Skipped, m.DeliveryErrors, m.Restarts, m.AckedLSN, m.ReceivedLSN, m.LagBytes, m.Latency, m.role)
+	reg.MustRegister(m.Produced, m.Skipped, m.DeliveryErrors, m.Restarts, m.AckedLSN, m.ReceivedLSN, m.LagBytes, m.Latency, m.DeadLetters, m.role, m.walStatus)
 	return m
 }
 
@@ -59,5 +67,15 @@ func (m *Metrics) setRole(r string) {
 			v = 1
 		}
 		m.role.WithLabelValues(known).Set(v)
+	}
+}
+
+func (m *Metrics) setWALStatus(status string) {
+	for _, known := range []string{"reserved", "extended", "unreserved", "lost"} {
+		v := 0.0
+		if known == status {
+			v = 1
+		}
+		m.walStatus.WithLabelValues(known).Set(v)
 	}
 }

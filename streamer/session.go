@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -23,10 +22,10 @@ import (
 )
 
 // session is one connection's worth of streaming: prepare the slot, read
-// from its confirmed position, produce, acknowledge. It returns nil after a
-// clean drain when ctx is cancelled.
-func (s *Streamer) session(ctx context.Context, first bool) error {
-	start, source, err := s.prepare(ctx, first)
+// from its confirmed position (or startLSN), produce, acknowledge. It
+// returns nil after a clean drain when ctx is cancelled.
+func (s *Streamer) session(ctx context.Context, startLSN pglogrepl.LSN) error {
+	pl, err := s.prepare(ctx, startLSN)
 	if err != nil {
 		return err
 	}
@@ -52,29 +51,30 @@ func (s *Streamer) session(ctx context.Context, first bool) error {
 	}
 	s.kafkaOK.Store(true)
 
-	tracker := checkpoint.New(start)
+	tracker := checkpoint.New(pl.start)
+	guard := newGuard(s, pl)
+	acks := gate{Tracker: tracker, guard: guard}
 	reader, err := replication.Open(ctx, replication.Config{
 		DSN: s.cfg.DatabaseURL, Slot: s.cfg.Slot, Publication: s.cfg.Publication,
-		StartLSN: start, StatusInterval: s.cfg.StatusInterval,
-	}, tracker)
+		StartLSN: pl.start, StatusInterval: s.cfg.StatusInterval,
+	}, acks)
 	if err != nil {
-		if errors.Is(err, replication.ErrSlotLost) {
+		if errors.Is(err, replication.ErrSlotUnusable) && s.slotLost(ctx) {
 			return permanent(slotLostError(s.cfg.Slot, err))
 		}
 		return fmt.Errorf("%w: %w", errBeforeStart, err)
 	}
 	defer reader.Close(context.Background())
 	s.setRole("active")
-	if source == "" {
-		source = "postgresql://" + reader.SystemID() + "/" + reader.Database()
-	}
-	s.log.Info().Str("slot", s.cfg.Slot).Str("start_lsn", start.String()).Str("topic", sink.Topic()).Msg("streaming")
+	s.log.Info().Str("slot", s.cfg.Slot).Str("start_lsn", pl.start.String()).Str("topic", sink.Topic()).
+		Dur("status_interval", reader.StatusInterval()).Msg("streaming")
 
-	p := &pipe{s: s, reader: reader, sink: sink, tracker: tracker, source: source,
+	p := &pipe{s: s, reader: reader, sink: sink, tracker: tracker, acks: acks, guard: guard, tables: pl.tables,
 		bindings: map[uint32]projection.Binding{}, sources: map[uint32][]byte{},
-		types: map[string][]byte{}, stop: make(chan struct{})}
+		ce: newCEEncoder(), stop: make(chan struct{})}
 	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
 	g.Go(func() error { return p.deliver(gctx) })
+	g.Go(func() error { return guard.run(gctx, p.stop) })
 	g.Go(func() error {
 		defer close(p.stop)
 		err := p.read(ctx, gctx)
@@ -85,73 +85,20 @@ func (s *Streamer) session(ctx context.Context, first bool) error {
 	})
 	err = g.Wait()
 	clean = err == nil
-	s.metrics.AckedLSN.Set(float64(tracker.Acked()))
+	s.metrics.AckedLSN.Set(float64(acks.Acked()))
 	return err
 }
 
-// prepare checks the publication and the slot, creating them when missing,
-// and returns where to start.
-func (s *Streamer) prepare(ctx context.Context, first bool) (pglogrepl.LSN, string, error) {
+// slotLost tells an invalidated slot from the other reasons a slot cannot
+// be read, by its wal_status.
+func (s *Streamer) slotLost(ctx context.Context) bool {
 	conn, err := pgx.Connect(ctx, s.cfg.DatabaseURL)
-	s.postgresOK.Store(err == nil)
 	if err != nil {
-		return 0, "", fmt.Errorf("%w: connect: %w", errBeforeStart, err)
+		return false
 	}
 	defer conn.Close(context.Background())
-	for _, spec := range s.publicationSpecs() {
-		if err := replication.EnsurePublication(ctx, conn, spec); err != nil {
-			if errors.Is(err, replication.ErrPublication) {
-				return 0, "", permanent(err)
-			}
-			return 0, "", fmt.Errorf("%w: %w", errBeforeStart, err)
-		}
-	}
-	created, err := replication.EnsureSlot(ctx, conn, s.cfg.Slot)
-	if errors.Is(err, replication.ErrSlotLost) {
-		return 0, "", permanent(slotLostError(s.cfg.Slot, err))
-	}
-	if err != nil {
-		return 0, "", fmt.Errorf("%w: %w", errBeforeStart, err)
-	}
-	if created {
-		s.log.Info().Str("slot", s.cfg.Slot).Msg("created replication slot; rows inserted before it are not streamed (backfill them if needed)")
-	}
-	st, err := replication.Slot(ctx, conn, s.cfg.Slot)
-	if errors.Is(err, replication.ErrSlotLost) {
-		return 0, "", permanent(slotLostError(s.cfg.Slot, err))
-	}
-	if err != nil {
-		return 0, "", fmt.Errorf("%w: %w", errBeforeStart, err)
-	}
-	if st.Active {
-		// Checked here, before a producer is built, so a standby's
-		// once-a-second retry stays cheap; START_REPLICATION checks again.
-		return 0, "", fmt.Errorf("slot %s held by pid %d: %w", s.cfg.Slot, st.ActivePID, replication.ErrSlotActive)
-	}
-	start := st.Confirmed
-	if s.cfg.StartLSN != 0 && first {
-		if s.cfg.StartLSN < st.Confirmed {
-			return 0, "", permanent(fmt.Errorf("start LSN %s is behind slot %s's confirmed position %s: PostgreSQL cannot replay behind a slot's confirmed position (the WAL before it may be gone); start at or after %s, or omit START_LSN to resume from the slot",
-				s.cfg.StartLSN, s.cfg.Slot, st.Confirmed, st.Confirmed))
-		}
-		start = s.cfg.StartLSN
-	}
-	return start, "", nil
-}
-
-// publicationSpecs derives each projected table's publication from the
-// projectors: the column list is exactly what the events are built from.
-func (s *Streamer) publicationSpecs() []replication.PublicationSpec {
-	var specs []replication.PublicationSpec
-	for _, p := range s.cfg.Projectors {
-		ns, name := p.Table()
-		specs = append(specs, replication.PublicationSpec{Name: s.cfg.Publication, Table: ns + "." + name, Columns: p.SourceColumns()})
-	}
-	return specs
-}
-
-func slotLostError(slot string, err error) error {
-	return fmt.Errorf("%w. Events may be missing: PostgreSQL removed WAL the slot still needed. To recover: stop every streamer, run `streamer drop-slot --yes`, start the streamer (it creates a new slot from now), then run `streamer backfill --after-id <id of the newest user in Kafka>`", err)
+	_, err = replication.Slot(ctx, conn, s.cfg.Slot)
+	return errors.Is(err, replication.ErrSlotLost)
 }
 
 // pipe is one session's moving parts, shared by its reader and deliverer.
@@ -160,14 +107,14 @@ type pipe struct {
 	reader   *replication.Reader
 	sink     *kafkasink.Sink
 	tracker  *checkpoint.Tracker
-	source   string
-	bindings map[uint32]projection.Binding
-	sources  map[uint32][]byte // ce_source per relation
-	types    map[string][]byte // ce_type per event type
-	headers  []kafka.Header    // reused: Produce copies everything it is given
-	buf      []byte            // backs the per-event header values
-	produced atomic.Int64      // messages librdkafka accepted
-	reported atomic.Int64      // delivery reports processed
+	acks     gate // what may be reported: the tracker, held back by the guard
+	guard    *guard
+	tables   map[uint32]projection.Projector // the projected tables by relation id, as prepare found them
+	bindings map[uint32]projection.Binding   // by relation id
+	sources  map[uint32][]byte               // ce_source per relation
+	ce       *ceEncoder
+	produced atomic.Int64 // messages librdkafka accepted
+	reported atomic.Int64 // delivery reports processed
 	stop     chan struct{}
 }
 
@@ -183,7 +130,7 @@ type txn struct {
 func (p *pipe) read(ctx, gctx context.Context) error {
 	var cur *txn
 	lastGauge, lastEvent, released := time.Now(), time.Now(), true
-	lastLog, loggedLSN := time.Now(), p.tracker.Acked()
+	lastLog, loggedLSN := time.Now(), p.acks.Acked()
 	for {
 		if gctx.Err() != nil {
 			return gctx.Err()
@@ -199,7 +146,7 @@ func (p *pipe) read(ctx, gctx context.Context) error {
 		if time.Since(lastGauge) > time.Second {
 			p.gauges()
 			lastGauge = time.Now()
-			if acked := p.tracker.Acked(); acked != loggedLSN && time.Since(lastLog) > 30*time.Second {
+			if acked := p.acks.Acked(); acked != loggedLSN && time.Since(lastLog) > 30*time.Second {
 				p.s.log.Info().Str("acked_lsn", acked.String()).Str("server_wal_end", p.reader.ServerWALEnd().String()).Msg("acknowledged")
 				lastLog, loggedLSN = time.Now(), acked
 			}
@@ -240,7 +187,7 @@ func (p *pipe) read(ctx, gctx context.Context) error {
 }
 
 func (p *pipe) gauges() {
-	acked, end := p.tracker.Acked(), p.reader.ServerWALEnd()
+	acked, end := p.acks.Acked(), p.reader.ServerWALEnd()
 	p.s.metrics.AckedLSN.Set(float64(acked))
 	p.s.metrics.ReceivedLSN.Set(float64(p.reader.Received()))
 	lag := 0.0
@@ -251,27 +198,36 @@ func (p *pipe) gauges() {
 }
 
 // bind (re)binds the projector of a table when PostgreSQL describes it. A
-// table the events no longer fit stops the streamer before any of its
-// changes is acknowledged.
+// table the events no longer fit, a streamed table under a new name, or
+// another table under a streamed table's name stops the streamer before any
+// of its changes is acknowledged: their rows would otherwise be skipped.
 func (p *pipe) bind(rel *replication.Relation) error {
 	delete(p.bindings, rel.ID)
-	for _, pr := range p.s.cfg.Projectors {
-		ns, name := pr.Table()
-		if ns != rel.Namespace || name != rel.Name {
-			continue
+	pr, streamed := p.tables[rel.ID]
+	if !streamed {
+		for oid, pr := range p.tables {
+			if ns, name := pr.Table(); ns == rel.Namespace && name == rel.Name {
+				return permanent(tableReplacedError(ns+"."+name, oid, rel.ID))
+			}
 		}
-		prel := projection.Relation{Namespace: rel.Namespace, Name: rel.Name}
-		for _, c := range rel.Columns {
-			prel.Columns = append(prel.Columns, projection.Column{Name: c.Name, TypeOID: c.TypeOID})
-		}
-		b, err := pr.Bind(prel)
-		if err != nil {
-			return permanent(fmt.Errorf("%w; fix the table or the publication, then restart: nothing after the last acknowledged position was acknowledged", err))
-		}
-		p.bindings[rel.ID] = b
-		p.sources[rel.ID] = []byte(p.source + "/" + rel.Namespace + "." + rel.Name)
-		p.s.log.Info().Str("table", ns+"."+name).Int("columns", len(rel.Columns)).Msg("bound projection to table")
+		return nil // another published table: its changes make no event
 	}
+	ns, name := pr.Table()
+	if ns != rel.Namespace || name != rel.Name {
+		return permanent(fmt.Errorf("table %s.%s was renamed or moved to %s.%s while streaming (relation id %d): its rows are no longer the events' source. Nothing after the last acknowledged position was acknowledged. Rename it back, or point the streamer and the publication at the table users write to, restart, and run `streamer backfill --missing`",
+			ns, name, rel.Namespace, rel.Name, rel.ID))
+	}
+	prel := projection.Relation{Namespace: rel.Namespace, Name: rel.Name}
+	for _, c := range rel.Columns {
+		prel.Columns = append(prel.Columns, projection.Column{Name: c.Name, TypeOID: c.TypeOID})
+	}
+	b, err := pr.Bind(prel)
+	if err != nil {
+		return permanent(fmt.Errorf("%w; fix the table or the publication, then restart: nothing after the last acknowledged position was acknowledged", err))
+	}
+	p.bindings[rel.ID] = b
+	p.sources[rel.ID] = []byte(ceSource(p.reader.SystemID(), p.reader.Database(), rel.Namespace, rel.Name))
+	p.s.log.Info().Str("table", ns+"."+name).Int("columns", len(rel.Columns)).Msg("bound projection to table")
 	return nil
 }
 
@@ -289,28 +245,58 @@ func (p *pipe) change(ctx, gctx context.Context, cur *txn, c *replication.Change
 	op := ops[c.Op]
 	ev, ok, err := b.Project(op, c)
 	if err != nil {
-		return permanent(fmt.Errorf("project change at %s of %s.%s: %w", c.LSN, c.Relation.Namespace, c.Relation.Name, err))
+		return p.poison(ctx, gctx, cur, c, err)
 	}
 	if !ok {
 		p.s.metrics.Skipped.WithLabelValues(op.String()).Inc()
 		p.s.log.Debug().Str("op", op.String()).Str("lsn", c.LSN.String()).Msg("change makes no event")
 		return nil
 	}
-	headers := p.eventHeaders(ev, c, cur)
+	headers := p.ce.streamed(ev, p.sources[c.Relation.ID], c.LSN, cur)
+	return p.produce(ctx, gctx, cur, ev.Key, ev.Value, headers, false)
+}
+
+// poison handles a committed change that cannot become a valid event: by
+// default it goes to the dead-letter topic, in its transaction's place, so
+// the stream goes on and nothing is acknowledged before it is in Kafka.
+func (p *pipe) poison(ctx, gctx context.Context, cur *txn, c *replication.Change, cause error) error {
+	dlq := p.s.cfg.Kafka.DeadLetterTopic
+	table := c.Relation.Namespace + "." + c.Relation.Name
+	if p.s.cfg.Poison == PoisonStop || dlq == "" {
+		return permanent(fmt.Errorf("the change at %s of %s makes no valid event: %w. POISON=stop is set: nothing after the last acknowledged position was acknowledged; to go on, set POISON=dead-letter and restart (the change goes to a dead-letter topic)", c.LSN, table, cause))
+	}
+	key, value, err := deadLetterRecord(c, cause)
+	if err != nil {
+		return permanent(err)
+	}
+	// The error names the column and the rule, never the value.
+	p.s.log.Warn().Str("lsn", c.LSN.String()).Str("table", table).Str("error", cause.Error()).Str("topic", dlq).
+		Msg("poison row: the change makes no valid event; sent to the dead-letter topic")
+	return p.produce(ctx, gctx, cur, key, value, deadLetterHeaders(p.sources[c.Relation.ID], c, cur), true)
+}
+
+// produce hands one record of cur to Kafka, waiting out librdkafka's full
+// queue, which is Kafka's backpressure.
+func (p *pipe) produce(ctx, gctx context.Context, cur *txn, key, value []byte, headers []kafka.Header, deadLetter bool) error {
 	p.tracker.Add(cur.Txn, 1)
 	for {
-		err := p.sink.Produce(ev.Key, ev.Value, headers, cur)
+		var err error
+		if deadLetter {
+			err = p.sink.ProduceDeadLetter(key, value, headers, cur)
+		} else {
+			err = p.sink.Produce(key, value, headers, cur)
+		}
 		if err == nil {
 			p.produced.Add(1)
 			return nil
 		}
 		if kafkasink.IsPermanent(err) {
-			return permanent(fmt.Errorf("kafka refused an event for good: %w", err))
+			return permanent(fmt.Errorf("kafka refused a record for good: %w", err))
 		}
 		if !kafkasink.IsQueueFull(err) {
 			return fmt.Errorf("produce: %w", err)
 		}
-		// Kafka's backpressure: stop reading, keep the connection alive.
+		// Stop reading, keep the connection alive.
 		if err := p.reader.SendStatusIfDue(ctx); err != nil {
 			return err
 		}
@@ -318,75 +304,12 @@ func (p *pipe) change(ctx, gctx context.Context, cur *txn, c *replication.Change
 		case <-gctx.Done():
 			return gctx.Err()
 		case <-ctx.Done():
-			// Shutting down during an outage: this event stays unacknowledged
+			// Shutting down during an outage: this record stays unacknowledged
 			// and is read again from the slot by the next run.
 			return ctx.Err()
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
-}
-
-var (
-	specVersion = []byte("1.0")
-	contentJSON = []byte("application/json")
-)
-
-// eventHeaders fills the reused header slice: CloudEvents binary mode plus
-// the change's positions. The values live in p.buf until the next event;
-// Produce copies them.
-func (p *pipe) eventHeaders(ev projection.Event, c *replication.Change, cur *txn) []kafka.Header {
-	typ, ok := p.types[ev.Type]
-	if !ok {
-		typ = []byte(ev.Type)
-		p.types[ev.Type] = typ
-	}
-	b := p.buf[:0]
-	b = append(b, ev.Subject...)
-	idEnd := len(b)
-	b = append(b, '@')
-	b = appendLSN(b, c.LSN)
-	ceIDEnd := len(b)
-	p.buf = b
-	subject := b[:idEnd]
-	ceID := b[:ceIDEnd]
-	lsn := b[idEnd+1 : ceIDEnd]
-	p.headers = append(ceHeaders(p.headers[:0], typ, p.sources[c.Relation.ID], ceID, cur.ceTime, subject),
-		kafka.Header{Key: "userstream_lsn", Value: lsn},
-		kafka.Header{Key: "userstream_commit_lsn", Value: cur.commitLSN},
-	)
-	return p.headers
-}
-
-// ceHeaders appends the CloudEvents binary-mode headers every event carries,
-// streamed or backfilled.
-func ceHeaders(dst []kafka.Header, typ, source, id, ceTime, subject []byte) []kafka.Header {
-	return append(dst,
-		kafka.Header{Key: "ce_specversion", Value: specVersion},
-		kafka.Header{Key: "ce_type", Value: typ},
-		kafka.Header{Key: "ce_source", Value: source},
-		kafka.Header{Key: "ce_id", Value: id},
-		kafka.Header{Key: "ce_time", Value: ceTime},
-		kafka.Header{Key: "ce_subject", Value: subject},
-		kafka.Header{Key: "content-type", Value: contentJSON},
-	)
-}
-
-// appendLSN appends lsn as PostgreSQL prints it (%X/%X) without fmt.
-func appendLSN(dst []byte, lsn pglogrepl.LSN) []byte {
-	dst = appendUpperHex(dst, uint64(lsn)>>32)
-	dst = append(dst, '/')
-	return appendUpperHex(dst, uint64(lsn)&0xFFFFFFFF)
-}
-
-func appendUpperHex(dst []byte, v uint64) []byte {
-	start := len(dst)
-	dst = strconv.AppendUint(dst, v, 16)
-	for i := start; i < len(dst); i++ {
-		if c := dst[i]; c >= 'a' && c <= 'f' {
-			dst[i] = c - 'a' + 'A'
-		}
-	}
-	return dst
 }
 
 // deliver turns delivery reports into acknowledgements. A failed delivery
@@ -415,6 +338,10 @@ func (p *pipe) deliver(ctx context.Context) error {
 				p.s.kafkaOK.Store(true)
 				t := e.Opaque.(*txn)
 				p.tracker.Delivered(t.Txn, 1)
+				if tp := e.TopicPartition.Topic; tp != nil && *tp == p.s.cfg.Kafka.DeadLetterTopic {
+					p.s.metrics.DeadLetters.Inc()
+					continue
+				}
 				p.s.metrics.Produced.Inc()
 				p.s.metrics.Latency.Observe(time.Since(t.commitTime).Seconds())
 			case kafka.Error:
@@ -458,8 +385,14 @@ func (p *pipe) drain() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if err := p.guard.final(ctx); err != nil {
+		if errors.Is(err, ErrPermanent) {
+			return err
+		}
+		p.s.log.Warn().Err(err).Msg("final publication check failed; the reported position may trail what Kafka holds (replayed as duplicates)")
+	}
 	err := p.reader.SendStatus(ctx)
-	ev := p.s.log.Info().Str("acked_lsn", p.tracker.Acked().String()).Int64("undelivered", p.produced.Load()-p.reported.Load())
+	ev := p.s.log.Info().Str("acked_lsn", p.acks.Acked().String()).Int64("undelivered", p.produced.Load()-p.reported.Load())
 	ev.Msg("stopped reading; final position reported")
 	if err != nil {
 		return fmt.Errorf("final status update: %w", err)

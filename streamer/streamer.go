@@ -35,8 +35,18 @@ type Config struct {
 	// slot advances on servers where keepalives are rare.
 	HeartbeatInterval time.Duration
 	ShutdownTimeout   time.Duration // bound on waiting for deliveries at exit; default 30 s
-	StatusInterval    time.Duration // most time between status updates; default 10 s
-	Projectors        []projection.Projector
+	StatusInterval    time.Duration // most time between status updates; default 10 s, and at most a quarter of wal_sender_timeout
+	// CreateSlot allows creating a missing slot or publication although the
+	// topic already holds events: the recovery after a lost slot. Without
+	// it they are created on the first run only.
+	CreateSlot bool
+	// Poison is what happens to a change that cannot become a valid event;
+	// default PoisonDeadLetter, to Kafka.DeadLetterTopic.
+	Poison Poison
+	// GuardInterval is how often the published tables are re-checked; the
+	// slot's reported position never passes the last passing check. Default 2 s.
+	GuardInterval time.Duration
+	Projectors    []projection.Projector
 }
 
 // Streamer is the pipeline. Run it once.
@@ -61,6 +71,15 @@ func New(cfg Config, log zerolog.Logger, m *Metrics) *Streamer {
 	}
 	if cfg.Kafka.Topic == "" {
 		cfg.Kafka.Topic = "users.created"
+	}
+	if cfg.Kafka.DeadLetterTopic == "" {
+		cfg.Kafka.DeadLetterTopic = cfg.Kafka.Topic + ".dlq"
+	}
+	if cfg.Poison == "" {
+		cfg.Poison = PoisonDeadLetter
+	}
+	if cfg.GuardInterval <= 0 {
+		cfg.GuardInterval = 2 * time.Second
 	}
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = 30 * time.Second
@@ -97,10 +116,13 @@ func (s *Streamer) Run(ctx context.Context) error {
 func (s *Streamer) sessions(ctx context.Context) error {
 	const minBackoff, maxBackoff = 250 * time.Millisecond, 30 * time.Second
 	backoff := minBackoff
-	first := true
+	// START_LSN applies once: to this process's first session, retried only
+	// while it fails before streaming starts. Standbys and later sessions
+	// resume from the slot, which is past it by then.
+	startLSN := s.cfg.StartLSN
 	for {
 		began := time.Now()
-		err := s.session(ctx, first)
+		err := s.session(ctx, startLSN)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -110,6 +132,10 @@ func (s *Streamer) sessions(ctx context.Context) error {
 		if errors.Is(err, replication.ErrSlotActive) {
 			if s.Role() != "standby" {
 				s.log.Info().Str("slot", s.cfg.Slot).Msg("standby: the slot is active in another process; retrying every second")
+			}
+			if startLSN != 0 {
+				s.log.Warn().Str("start_lsn", startLSN.String()).Msg("START_LSN applies only to a process that starts active: as a standby this one resumes from the slot when it takes over")
+				startLSN = 0
 			}
 			s.setRole("standby")
 			if !sleep(ctx, time.Second) {
@@ -131,8 +157,8 @@ func (s *Streamer) sessions(ctx context.Context) error {
 			return nil
 		}
 		backoff = min(backoff*2, maxBackoff)
-		if first && !errors.Is(err, errBeforeStart) {
-			first = false
+		if !errors.Is(err, errBeforeStart) {
+			startLSN = 0
 		}
 	}
 }

@@ -294,13 +294,13 @@ func TestBackfillProducesEveryExistingUserWithAStableCEID(t *testing.T) {
 	s := streamer.New(e.config(0), zerolog.New(e.logs), streamer.NewMetrics(prometheus.NewRegistry()))
 	ctx := context.Background()
 
-	n, err := s.Backfill(ctx, streamer.BackfillRange{BatchSize: 7})
-	if err != nil || n != 50 {
-		t.Fatalf("backfill: %d events, err %v; want 50", n, err)
+	res, err := s.Backfill(ctx, streamer.BackfillRange{BatchSize: 7})
+	if err != nil || res.Produced != 50 {
+		t.Fatalf("backfill: %+v, err %v; want 50 events", res, err)
 	}
 	again, err := s.Backfill(ctx, streamer.BackfillRange{AfterID: 10, UpToID: 20})
-	if err != nil || again != 10 {
-		t.Fatalf("backfill of ids 11–20: %d events, err %v; want 10", again, err)
+	if err != nil || again.Produced != 10 {
+		t.Fatalf("backfill of ids 11–20: %+v, err %v; want 10 events", again, err)
 	}
 
 	validate, err := projection.Validator(projection.UserCreatedType)
@@ -324,7 +324,7 @@ func TestBackfillProducesEveryExistingUserWithAStableCEID(t *testing.T) {
 		if want := fmt.Sprintf(`{"username":%q,"country_code":%q,"created_at":%q}`, u.username, u.countryCode, u.createdAt); string(r.Value) != want {
 			t.Fatalf("record %s = %s, want %s", r.Key, r.Value, want)
 		}
-		if r.Headers["ce_id"] != r.Key+"@backfill" || r.Headers["userstream_backfill"] != "true" || r.Headers["ce_type"] != "user.created.v1" {
+		if r.Headers["ce_id"] != "user.created.v1:"+r.Key || r.Headers["userstream_backfill"] != "true" || r.Headers["ce_type"] != "user.created.v1" {
 			t.Fatalf("record %s headers %v", r.Key, r.Headers)
 		}
 		if prev, seen := ceid[r.Key]; seen && prev != r.Headers["ce_id"] {

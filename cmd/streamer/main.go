@@ -104,6 +104,10 @@ type config struct {
 	afterID        int64
 	upToID         int64
 	kafkaPropsFile string
+	createSlot     bool
+	poison         string
+	deadLetter     string
+	missing        bool
 }
 
 func parseConfig(name string, args []string) (config, error) {
@@ -121,7 +125,11 @@ func parseConfig(name string, args []string) (config, error) {
 	migrate := fs.Bool("migrate", "MIGRATE", true, "apply schema migrations at start-up (needs the schema owner's DSN)")
 	logLevel := fs.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	pprofOn := fs.Bool("pprof", "PPROF", false, "serve Go profiles at /debug/pprof/ on the metrics address")
+	createSlot := fs.Bool("create-slot", "CREATE_SLOT", false, "create a missing slot (and publication) although the topic already holds events: once, to recover from a lost slot, then unset")
+	poison := fs.String("poison", "POISON", "dead-letter", "what to do with a change that makes no valid event: dead-letter or stop")
+	deadLetter := fs.String("dead-letter-topic", "DEAD_LETTER_TOPIC", "", "topic for changes that make no valid event (default: the topic + .dlq)")
 	yes := fs.FlagSet.Bool("yes", false, "confirm drop-slot")
+	missing := fs.FlagSet.Bool("missing", false, "backfill: only users whose key is not in the topic (the recovery after a lost slot)")
 	afterID := fs.FlagSet.Int64("after-id", 0, "backfill: users with an id above this")
 	upToID := fs.FlagSet.Int64("up-to-id", 0, "backfill: users with an id up to this (0: the largest now)")
 	if err := fs.Parse(args); err != nil {
@@ -129,7 +137,11 @@ func parseConfig(name string, args []string) (config, error) {
 	}
 	c := config{databaseURL: *databaseURL, slot: *slot, publication: *publication, topic: *topic, partitions: *partitions,
 		heartbeat: *heartbeat, shutdown: *shutdown, metricsAddr: *metricsAddr, migrate: *migrate, logLevel: *logLevel,
-		pprof: *pprofOn, yes: *yes, afterID: *afterID, upToID: *upToID, kafkaPropsFile: *propsFile}
+		pprof: *pprofOn, yes: *yes, afterID: *afterID, upToID: *upToID, kafkaPropsFile: *propsFile,
+		createSlot: *createSlot, poison: *poison, deadLetter: *deadLetter, missing: *missing}
+	if c.poison != string(streamer.PoisonDeadLetter) && c.poison != string(streamer.PoisonStop) {
+		return c, fmt.Errorf("POISON %q: want dead-letter or stop", c.poison)
+	}
 	if *startLSN != "" {
 		lsn, err := pglogrepl.ParseLSN(*startLSN)
 		if err != nil {
@@ -147,8 +159,9 @@ func parseConfig(name string, args []string) (config, error) {
 func (c config) streamerConfig(kafkaProps map[string]string) streamer.Config {
 	return streamer.Config{
 		DatabaseURL: c.databaseURL, Slot: c.slot, Publication: c.publication, StartLSN: c.startLSN,
-		Kafka:             kafkasink.Config{Topic: c.topic, Partitions: c.partitions, Properties: kafkaProps},
+		Kafka:             kafkasink.Config{Topic: c.topic, Partitions: c.partitions, Properties: kafkaProps, DeadLetterTopic: c.deadLetter},
 		HeartbeatInterval: c.heartbeat, ShutdownTimeout: c.shutdown,
+		CreateSlot: c.createSlot, Poison: streamer.Poison(c.poison),
 	}
 }
 
@@ -278,8 +291,9 @@ func (m *Main) backfill(ctx context.Context, args []string) error {
 		return err
 	}
 	s := streamer.New(c.streamerConfig(props), m.Log, streamer.NewMetrics(prometheus.NewRegistry()))
-	n, err := s.Backfill(ctx, streamer.BackfillRange{AfterID: c.afterID, UpToID: c.upToID})
-	m.Log.Info().Int("events", n).Int64("after_id", c.afterID).Msg("backfill acknowledged by Kafka")
+	res, err := s.Backfill(ctx, streamer.BackfillRange{AfterID: c.afterID, UpToID: c.upToID, Missing: c.missing})
+	m.Log.Info().Int("events", res.Produced).Int("already_in_topic", res.Present).Int("poison_rows", res.Poison).
+		Int64("after_id", c.afterID).Bool("missing_only", c.missing).Msg("backfill acknowledged by Kafka")
 	return err
 }
 

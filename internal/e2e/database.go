@@ -23,7 +23,7 @@ func PrepareDatabase(t testing.TB, dsn, slot string) {
 	if err := sql.Migrate(ctx, conn); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := replication.EnsureSlot(ctx, conn, slot); err != nil {
+	if _, err := replication.CreateSlot(ctx, conn, slot); err != nil {
 		t.Fatal(err)
 	}
 }

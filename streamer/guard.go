@@ -1,0 +1,156 @@
+package streamer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/userstream/userstream/checkpoint"
+	"github.com/userstream/userstream/projection"
+	"github.com/userstream/userstream/replication"
+)
+
+// guard re-checks, every GuardInterval, what the stream cannot show: that
+// each projected table is still the same table and still published as the
+// events need. A table renamed, swapped for another, or dropped from the
+// publication sends nothing into the stream, while keepalives and other
+// tables' commits would move the slot past its rows. So the position
+// reported to PostgreSQL never passes the WAL position read before the last
+// check that passed, and a failed check stops the streamer.
+type guard struct {
+	s           *Streamer
+	tables      map[uint32]projection.Projector
+	safe        atomic.Uint64 // pglogrepl.LSN
+	lastWALWarn time.Time     // rate-limits the warning about a slot about to be lost
+}
+
+func newGuard(s *Streamer, p plan) *guard {
+	g := &guard{s: s, tables: p.tables}
+	g.safe.Store(uint64(p.checkedAt))
+	return g
+}
+
+// Safe is the highest position the last passing check vouches for.
+func (g *guard) Safe() pglogrepl.LSN { return pglogrepl.LSN(g.safe.Load()) }
+
+// run checks until ctx ends, stop closes, or a check fails for good.
+// Connection trouble only holds the safe position back: the session's own
+// reconnects deal with an unreachable server.
+func (g *guard) run(ctx context.Context, stop <-chan struct{}) error {
+	t := time.NewTicker(g.s.cfg.GuardInterval)
+	defer t.Stop()
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-stop:
+			return nil
+		case <-t.C:
+		}
+		if conn == nil || conn.IsClosed() {
+			var err error
+			if conn, err = pgx.Connect(ctx, g.s.cfg.DatabaseURL); err != nil {
+				conn = nil
+				continue
+			}
+		}
+		if err := g.check(ctx, conn); err != nil {
+			if errors.Is(err, ErrPermanent) {
+				return err
+			}
+			conn.Close(context.Background())
+			conn = nil
+			continue
+		}
+		g.watchSlot(ctx, conn)
+	}
+}
+
+// final checks once more at a clean stop, so the last position reported
+// covers everything delivered.
+func (g *guard) final(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, g.s.cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	return g.check(ctx, conn)
+}
+
+// check reads the WAL position first, then the catalog: whatever the
+// catalog shows was committed before the position, so a change it would
+// reveal is never behind the position the check vouches for.
+func (g *guard) check(ctx context.Context, conn *pgx.Conn) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	lsn, err := replication.CurrentWAL(ctx, conn)
+	if err != nil {
+		return err
+	}
+	for oid, pr := range g.tables {
+		spec := g.s.publicationSpec(pr)
+		pt, err := replication.CheckPublication(ctx, conn, spec)
+		switch {
+		case errors.Is(err, replication.ErrPublication):
+			return permanent(publicationError(err))
+		case errors.Is(err, replication.ErrPublicationMissing):
+			return permanent(publicationError(fmt.Errorf("%w: it was dropped while streaming; recreate it as the table's owner: %s", err, spec.CreateSQL())))
+		case err != nil:
+			return err
+		case pt.OID != oid:
+			return permanent(tableReplacedError(spec.Table, oid, pt.OID))
+		}
+	}
+	for {
+		cur := g.safe.Load()
+		if uint64(lsn) <= cur || g.safe.CompareAndSwap(cur, uint64(lsn)) {
+			return nil
+		}
+	}
+}
+
+// watchSlot warns while the slot is about to be lost: wal_status unreserved
+// means PostgreSQL will remove WAL it still holds at the next checkpoint.
+func (g *guard) watchSlot(ctx context.Context, conn *pgx.Conn) {
+	st, err := replication.Slot(ctx, conn, g.s.cfg.Slot)
+	if err != nil && !errors.Is(err, replication.ErrSlotLost) {
+		return
+	}
+	g.s.metrics.setWALStatus(st.WALStatus)
+	if st.WALStatus == "unreserved" && time.Since(g.lastWALWarn) > time.Minute {
+		g.lastWALWarn = time.Now()
+		ev := g.s.log.Warn().Str("slot", g.s.cfg.Slot).Int64("lag_bytes", st.LagBytes)
+		if st.SafeWALBytes != nil {
+			ev = ev.Int64("safe_wal_size", *st.SafeWALBytes)
+		}
+		ev.Msg("slot wal_status is unreserved: PostgreSQL is about to remove WAL the slot needs; the streamer is falling behind (raise max_slot_wal_keep_size, or find why Kafka is slow)")
+	}
+}
+
+func tableReplacedError(table string, was, now uint32) error {
+	return fmt.Errorf("table %s is no longer the table being streamed (relation id %d, now %d): it was swapped for another table, or dropped and recreated. Rows of the new table were NOT streamed. Make sure the publication publishes the new table (as its owner: ALTER PUBLICATION … SET TABLE …), restart the streamer, and run `streamer backfill --missing`",
+		table, was, now)
+}
+
+// gate is the position source the reader reports from: the tracker's
+// acknowledged position, held back to what the guard vouches for.
+type gate struct {
+	*checkpoint.Tracker
+	guard *guard
+}
+
+// Acked is the smaller of two positions that only grow, so it only grows.
+func (g gate) Acked() pglogrepl.LSN { return min(g.Tracker.Acked(), g.guard.Safe()) }
+
+var _ replication.Acker = gate{}

@@ -1,0 +1,169 @@
+package streamer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/userstream/userstream/projection"
+	"github.com/userstream/userstream/replication"
+)
+
+// plan is what prepare decided: where the session starts, and which tables,
+// by relation id, the events are made from.
+type plan struct {
+	start pglogrepl.LSN
+	// checkedAt is the WAL position read before the publication was found
+	// as the events need it: the guard's first safe position.
+	checkedAt pglogrepl.LSN
+	tables    map[uint32]projection.Projector
+}
+
+// prepare checks the slot and the publication and decides where to start.
+// It creates them only on the first run (nothing was ever streamed to the
+// topic) or when told to (CreateSlot): anywhere else a missing slot or
+// publication means changes were lost, and that needs an operator.
+func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, error) {
+	conn, err := pgx.Connect(ctx, s.cfg.DatabaseURL)
+	s.postgresOK.Store(err == nil)
+	if err != nil {
+		return plan{}, fmt.Errorf("%w: connect: %w", errBeforeStart, err)
+	}
+	defer conn.Close(context.Background())
+
+	st, err := replication.Slot(ctx, conn, s.cfg.Slot)
+	slotMissing := errors.Is(err, replication.ErrSlotMissing)
+	switch {
+	case errors.Is(err, replication.ErrSlotLost):
+		return plan{}, permanent(slotLostError(s.cfg.Slot, err))
+	case err != nil && !slotMissing:
+		return plan{}, fmt.Errorf("%w: %w", errBeforeStart, err)
+	case err == nil && st.Active:
+		// Checked first, so a standby's once-a-second retry stays cheap;
+		// START_REPLICATION checks again.
+		return plan{}, fmt.Errorf("slot %s held by pid %d: %w", s.cfg.Slot, st.ActivePID, replication.ErrSlotActive)
+	}
+
+	checkedAt, err := replication.CurrentWAL(ctx, conn)
+	if err != nil {
+		return plan{}, fmt.Errorf("%w: %w", errBeforeStart, err)
+	}
+	tables, missingPubs, err := s.checkPublications(ctx, conn)
+	if err != nil {
+		return plan{}, err
+	}
+	if slotMissing || len(missingPubs) > 0 {
+		if err := s.mayCreate(ctx, slotMissing, missingPubs); err != nil {
+			return plan{}, err
+		}
+		for _, spec := range missingPubs {
+			if err := replication.CreatePublication(ctx, conn, spec); err != nil {
+				return plan{}, permanent(err)
+			}
+			s.log.Info().Str("publication", spec.Name).Str("table", spec.Table).Msg("created publication")
+		}
+		if tables, missingPubs, err = s.checkPublications(ctx, conn); err != nil {
+			return plan{}, err
+		}
+		if len(missingPubs) > 0 {
+			return plan{}, fmt.Errorf("%w: publication %s vanished right after it was created", errBeforeStart, s.cfg.Publication)
+		}
+		if slotMissing {
+			if _, err := replication.CreateSlot(ctx, conn, s.cfg.Slot); err != nil {
+				return plan{}, fmt.Errorf("%w: %w", errBeforeStart, err)
+			}
+			s.log.Warn().Str("slot", s.cfg.Slot).Msg("created replication slot: rows committed before it are not streamed; if this is not the first run, run `streamer backfill --missing`")
+		}
+		if st, err = replication.Slot(ctx, conn, s.cfg.Slot); err != nil {
+			return plan{}, fmt.Errorf("%w: %w", errBeforeStart, err)
+		}
+	} else if s.cfg.CreateSlot {
+		s.log.Warn().Str("slot", s.cfg.Slot).Msg("CREATE_SLOT is set but the slot exists: unset it, or a lost slot would be recreated silently")
+	}
+
+	start := st.Confirmed
+	if startLSN != 0 {
+		if startLSN < st.Confirmed {
+			return plan{}, permanent(fmt.Errorf("start LSN %s is behind slot %s's confirmed position %s: PostgreSQL cannot replay behind a slot's confirmed position (the WAL before it may be gone); start at or after %s, or omit START_LSN to resume from the slot",
+				startLSN, s.cfg.Slot, st.Confirmed, st.Confirmed))
+		}
+		if startLSN > checkedAt {
+			return plan{}, permanent(fmt.Errorf("start LSN %s is beyond the server's current WAL position %s: every insert until the WAL reached it would be skipped; give a position at or before %s",
+				startLSN, checkedAt, checkedAt))
+		}
+		start = startLSN
+	}
+	return plan{start: start, checkedAt: max(checkedAt, start), tables: tables}, nil
+}
+
+// checkPublications checks each projected table's publication completely.
+// It returns the tables' relation ids, and the publications that do not
+// exist; a publication that exists but differs is a permanent error whose
+// message holds the SQL that fixes it.
+func (s *Streamer) checkPublications(ctx context.Context, conn *pgx.Conn) (map[uint32]projection.Projector, []replication.PublicationSpec, error) {
+	tables := map[uint32]projection.Projector{}
+	var missing []replication.PublicationSpec
+	for _, pr := range s.cfg.Projectors {
+		spec := s.publicationSpec(pr)
+		pt, err := replication.CheckPublication(ctx, conn, spec)
+		switch {
+		case errors.Is(err, replication.ErrPublicationMissing):
+			missing = append(missing, spec)
+		case errors.Is(err, replication.ErrPublication):
+			return nil, nil, permanent(publicationError(err))
+		case err != nil:
+			return nil, nil, fmt.Errorf("%w: %w", errBeforeStart, err)
+		default:
+			tables[pt.OID] = pr
+		}
+	}
+	return tables, missing, nil
+}
+
+// publicationSpec derives a projected table's publication from its
+// projector: the column list is exactly what the events are built from.
+func (s *Streamer) publicationSpec(pr projection.Projector) replication.PublicationSpec {
+	ns, name := pr.Table()
+	return replication.PublicationSpec{Name: s.cfg.Publication, Table: ns + "." + name, Columns: pr.SourceColumns()}
+}
+
+// mayCreate allows creating a missing slot or publication on the first run
+// only: when neither the topic nor the dead-letter topic ever held a record.
+func (s *Streamer) mayCreate(ctx context.Context, slotMissing bool, missingPubs []replication.PublicationSpec) error {
+	if s.cfg.CreateSlot {
+		return nil
+	}
+	sink, err := s.newSink(s.cfg.Kafka)
+	if err != nil {
+		return permanent(err)
+	}
+	defer sink.Close()
+	kctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	streamed, err := sink.HasRecords(kctx, s.cfg.Kafka.Topic, s.cfg.Kafka.DeadLetterTopic)
+	s.kafkaOK.Store(err == nil)
+	if err != nil {
+		return fmt.Errorf("%w: find out whether this is the first run: %w", errBeforeStart, err)
+	}
+	if !streamed {
+		return nil
+	}
+	what := fmt.Sprintf("replication slot %s does not exist", s.cfg.Slot)
+	if !slotMissing {
+		what = fmt.Sprintf("publication %s does not exist", missingPubs[0].Name)
+	}
+	return permanent(fmt.Errorf("%s, but topic %s already holds events: it was dropped, lost in a failover or a restore, or this is the wrong database. Rows committed since the last streamed position were NOT streamed, and a new slot would start from now. To recover without a gap: stop every streamer; start one with CREATE_SLOT=true (--create-slot) once, which creates the slot and publication from now; then run `streamer backfill --missing`, which sends every user that is in the table but not in the topic; consumers deduplicate on ce_id",
+		what, s.cfg.Kafka.Topic))
+}
+
+func slotLostError(slot string, err error) error {
+	return fmt.Errorf("%w. Rows committed since the last streamed position were NOT streamed: PostgreSQL removed WAL the slot still needed. To recover without a gap: stop every streamer; run `streamer drop-slot --yes`; start one streamer with CREATE_SLOT=true (--create-slot) once; then run `streamer backfill --missing`, which sends every user that is in the table but not in the topic", err)
+}
+
+func publicationError(err error) error {
+	return fmt.Errorf("%w. Rows the publication did not publish were NOT streamed, and replaying the slot will not bring them back: after the fix, restart the streamer and run `streamer backfill --missing`", err)
+}
