@@ -28,6 +28,50 @@ type Config struct {
 	// sasl.*, ssl.*, …); they override the defaults below, except the ones
 	// the delivery guarantees rest on.
 	Properties map[string]string
+	// Sources says where each property was set ("KAFKA_PROPERTY_…", "file
+	// line 3"), so an error about a property can name what to fix.
+	Sources map[string]string
+}
+
+// named is the property as an error shows it: with its source when known.
+func (c Config) named(prop string) string {
+	if src, ok := c.Sources[prop]; ok {
+		return fmt.Sprintf("%q (set by %s)", prop, src)
+	}
+	return strconv.Quote(prop)
+}
+
+// blame names the sources of the properties behind a librdkafka
+// configuration error. librdkafka names the property (`No such configuration
+// property: "x"`) but not where it came from, and for an alias it names the
+// canonical property (linger.ms → "queue.buffering.max.ms"): when no
+// property is quoted, each is tried alone to find the one refused.
+func (c Config) blame(err error) error {
+	var named []string
+	for _, k := range slices.Sorted(maps.Keys(c.Properties)) {
+		if strings.Contains(err.Error(), strconv.Quote(k)) {
+			named = append(named, c.named(k))
+		}
+	}
+	if len(named) == 0 {
+		for _, k := range slices.Sorted(maps.Keys(c.Properties)) {
+			cm := kafka.ConfigMap(maps.Clone(defaults))
+			cm["bootstrap.servers"] = "127.0.0.1:1"
+			if cm.SetKey(k, goTyped(k, c.Properties[k])) != nil {
+				continue
+			}
+			p, perr := kafka.NewProducer(&cm)
+			if perr != nil {
+				named = append(named, c.named(k))
+				continue
+			}
+			p.Close()
+		}
+	}
+	if len(named) == 0 {
+		return err
+	}
+	return fmt.Errorf("kafka property %s: %w", strings.Join(named, ", "), err)
 }
 
 // defaults favour safety first, then throughput. murmur2_random is the
@@ -66,10 +110,10 @@ func New(cfg Config) (*Sink, error) {
 	for _, k := range slices.Sorted(maps.Keys(cfg.Properties)) {
 		v := cfg.Properties[k]
 		if want, ok := guarded[k]; ok && !sameSetting(k, v, want) {
-			return nil, fmt.Errorf("kafka setting %s=%s would weaken delivery guarantees; the streamer needs %s=%s", k, v, k, want)
+			return nil, fmt.Errorf("kafka property %s=%s would weaken delivery guarantees; the streamer needs %s=%s", cfg.named(k), v, k, want)
 		}
 		if err := cm.SetKey(k, goTyped(k, v)); err != nil {
-			return nil, fmt.Errorf("kafka setting %s: %w", k, err)
+			return nil, fmt.Errorf("kafka property %s: %w", cfg.named(k), err)
 		}
 	}
 	if bs, _ := cm["bootstrap.servers"].(string); bs == "" {
@@ -78,13 +122,26 @@ func New(cfg Config) (*Sink, error) {
 	p, err := kafka.NewProducer(&cm)
 	if err != nil {
 		// librdkafka names the offending property, never its value.
-		return nil, fmt.Errorf("create kafka producer: %w", err)
+		return nil, fmt.Errorf("create kafka producer: %w", cfg.blame(err))
 	}
 	parts := cfg.Partitions
 	if parts <= 0 {
 		parts = 6
 	}
 	return &Sink{p: p, topic: cfg.Topic, dlq: cfg.DeadLetterTopic, parts: parts}, nil
+}
+
+// Check makes a producer from cfg and closes it at once, before it has
+// anything to send: librdkafka validates every property when the producer is
+// made, so a program can refuse bad settings at start-up instead of in its
+// first session.
+func Check(cfg Config) error {
+	s, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	s.Close()
+	return nil
 }
 
 // goTyped converts the Go client's own go.* settings, which are typed, from

@@ -10,7 +10,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,7 +34,6 @@ import (
 	"github.com/userstream/userstream/internal/envflag"
 	"github.com/userstream/userstream/internal/pgdsn"
 	"github.com/userstream/userstream/internal/probe"
-	"github.com/userstream/userstream/kafkasink"
 	"github.com/userstream/userstream/replication"
 	"github.com/userstream/userstream/sql"
 	"github.com/userstream/userstream/streamer"
@@ -156,10 +154,10 @@ func parseConfig(name string, args []string) (config, error) {
 }
 
 // streamerConfig is the pipeline's configuration, for run and backfill alike.
-func (c config) streamerConfig(kafkaProps map[string]string) streamer.Config {
+func (c config) streamerConfig(kafka kafkaSettings) streamer.Config {
 	return streamer.Config{
 		DatabaseURL: c.databaseURL, Slot: c.slot, Publication: c.publication, StartLSN: c.startLSN,
-		Kafka:             kafkasink.Config{Topic: c.topic, Partitions: c.partitions, Properties: kafkaProps, DeadLetterTopic: c.deadLetter},
+		Kafka:             kafka.kafkaConfig(c),
 		HeartbeatInterval: c.heartbeat, ShutdownTimeout: c.shutdown,
 		CreateSlot: c.createSlot, Poison: streamer.Poison(c.poison),
 	}
@@ -183,7 +181,7 @@ func (m *Main) run(ctx context.Context, args []string) error {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(96 << 20)
 	}
-	props, err := kafkaProperties(os.Environ(), c.kafkaPropsFile)
+	props, err := loadKafka(log, c)
 	if err != nil {
 		return err
 	}
@@ -210,7 +208,7 @@ func (m *Main) run(ctx context.Context, args []string) error {
 		handler = mux
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
-	log.Info().Str("database", pgdsn.Describe(c.databaseURL)).Str("kafka", props["bootstrap.servers"]).
+	log.Info().Str("database", pgdsn.Describe(c.databaseURL)).Str("kafka", props.values["bootstrap.servers"]).
 		Str("metrics_addr", ln.Addr().String()).Str("version", version).Msg("streamer starting")
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -233,42 +231,6 @@ func (m *Main) run(ctx context.Context, args []string) error {
 	return err
 }
 
-// kafkaProperties gathers librdkafka settings: KAFKA_BOOTSTRAP_SERVERS and
-// every other KAFKA_* variable (KAFKA_SASL_MECHANISMS → sasl.mechanisms),
-// then the properties file. The streamer's own KAFKA_ settings are skipped.
-func kafkaProperties(environ []string, file string) (map[string]string, error) {
-	own := map[string]bool{"KAFKA_TOPIC": true, "KAFKA_TOPIC_PARTITIONS": true, "KAFKA_PROPERTIES_FILE": true, "KAFKA_PORT": true}
-	props := map[string]string{"bootstrap.servers": "localhost:9092"}
-	for _, kv := range environ {
-		k, v, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(k, "KAFKA_") || own[k] {
-			continue
-		}
-		props[strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(k, "KAFKA_")), "_", ".")] = v
-	}
-	if file == "" {
-		return props, nil
-	}
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, fmt.Errorf("kafka properties: %w", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return nil, fmt.Errorf("kafka properties %s line %d: want key=value", file, n)
-		}
-		props[strings.TrimSpace(k)] = strings.TrimSpace(v)
-	}
-	return props, sc.Err()
-}
-
 func migrate(ctx context.Context, dsn string) error {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -286,7 +248,7 @@ func (m *Main) backfill(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	props, err := kafkaProperties(os.Environ(), c.kafkaPropsFile)
+	props, err := loadKafka(m.Log, c)
 	if err != nil {
 		return err
 	}
