@@ -24,6 +24,23 @@ type Config struct {
 	Partitions int
 	// Log receives kfake's own log lines at warn level and above; nil discards.
 	Log io.Writer
+	// Auth, when set, makes the broker require SASL/PLAIN and check ACLs, as
+	// a least-privilege managed Kafka does.
+	Auth *Auth
+}
+
+// Auth lists the broker's SASL/PLAIN principals.
+type Auth struct {
+	// Admin bypasses every ACL (a Kafka super.users entry).
+	Admin User
+	// Users may do only what their ACLs allow.
+	Users []User
+}
+
+// User is a SASL/PLAIN principal, User:<Name> in its ACLs.
+type User struct {
+	Name, Password string
+	ACLs           []kfake.ACL
 }
 
 // Broker is a running broker. Close it to persist its state.
@@ -49,6 +66,12 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
+	}
+	if a := cfg.Auth; a != nil {
+		opts = append(opts, kfake.EnableSASL(), kfake.EnableACLs(), kfake.Superuser("PLAIN", a.Admin.Name, a.Admin.Password))
+		for _, u := range a.Users {
+			opts = append(opts, kfake.User("PLAIN", u.Name, u.Password, u.ACLs...))
+		}
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {

@@ -22,13 +22,23 @@ type Record struct {
 // do not arrive within timeout.
 func Consume(t testing.TB, bootstrap, topic string, want int, timeout, quiet time.Duration) []Record {
 	t.Helper()
-	c, err := kafka.NewConsumer(&kafka.ConfigMap{
-		"bootstrap.servers":  bootstrap,
+	return ConsumeWith(t, map[string]string{"bootstrap.servers": bootstrap}, topic, want, timeout, quiet)
+}
+
+// ConsumeWith is Consume with more librdkafka properties, such as SASL
+// credentials; props must name bootstrap.servers.
+func ConsumeWith(t testing.TB, props map[string]string, topic string, want int, timeout, quiet time.Duration) []Record {
+	t.Helper()
+	cm := kafka.ConfigMap{
 		"group.id":           Name(t, "group"),
 		"auto.offset.reset":  "earliest",
 		"enable.auto.commit": false,
 		"log_level":          3,
-	})
+	}
+	for k, v := range props {
+		cm[k] = v
+	}
+	c, err := kafka.NewConsumer(&cm)
 	if err != nil {
 		t.Fatalf("testenv: consumer: %v", err)
 	}
