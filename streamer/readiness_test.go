@@ -16,8 +16,8 @@ import (
 )
 
 type readyz struct {
-	status int
-	Ready  bool
+	status                        int
+	Ready                         bool
 	Role, Postgres, Kafka, Reason string
 }
 
