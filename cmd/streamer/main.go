@@ -2,7 +2,7 @@
 // user.created.v1 event to Kafka for every committed insert into users.
 //
 //	streamer [run]              stream (default)
-//	streamer status             print the slot's positions, WAL status and lag as JSON
+//	streamer status [--json]    the slot's state, lag and WAL status, and what to do
 //	streamer drop-slot --yes    drop the slot (PostgreSQL frees its WAL)
 //	streamer backfill           produce events for existing users (--after-id, --up-to-id)
 //	streamer healthcheck        exit 0 when the local /healthz answers (for containers)
@@ -11,7 +11,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -256,34 +255,6 @@ func (m *Main) backfill(ctx context.Context, args []string) error {
 	res, err := s.Backfill(ctx, streamer.BackfillRange{AfterID: c.afterID, UpToID: c.upToID, Missing: c.missing})
 	m.Log.Info().Int("events", res.Produced).Int("already_in_topic", res.Present).Int("poison_rows", res.Poison).
 		Int64("after_id", c.afterID).Bool("missing_only", c.missing).Msg("backfill acknowledged by Kafka")
-	return err
-}
-
-func (m *Main) status(ctx context.Context, args []string) error {
-	c, err := parseConfig("status", args)
-	if err != nil {
-		return err
-	}
-	conn, err := pgx.Connect(ctx, c.databaseURL)
-	if err != nil {
-		return fmt.Errorf("connect to %s: %w", pgdsn.Describe(c.databaseURL), err)
-	}
-	defer conn.Close(context.Background())
-	st, err := replication.Slot(ctx, conn, c.slot)
-	if err != nil && !errors.Is(err, replication.ErrSlotLost) {
-		return err
-	}
-	out := struct {
-		replication.SlotStatus
-		Restart   string `json:"restart_lsn"`
-		Confirmed string `json:"confirmed_flush_lsn"`
-		Server    string `json:"server_wal_lsn"`
-	}{st, st.RestartLSN.String(), st.Confirmed.String(), st.ServerLSN.String()}
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	if encErr := enc.Encode(out); encErr != nil {
-		return encErr
-	}
 	return err
 }
 
