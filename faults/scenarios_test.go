@@ -172,11 +172,19 @@ func TestALostSlotStopsTheStreamerWithAClearError(t *testing.T) {
 		t.Fatalf("streamer on a lost slot: exited=%v err=%v, want a failing exit", exited, err)
 	}
 	out := again.Output()
-	for _, want := range []string{"invalidated", "Events may be missing", "drop-slot"} {
+	for _, want := range []string{"invalidated", "NOT streamed", "drop-slot", "CREATE_SLOT=true", "backfill --missing"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the refusal does not say %q:\n%s", want, out)
 		}
 	}
+	refused := time.Since(started)
+	// The documented recovery: drop the lost slot, create a new one once, and
+	// send every user the topic lacks.
+	load = e2e.StartLoad(s.api, "lost-after", 200, 200)
+	s.command("drop-slot", "--yes")
+	load.Wait()
+	_, backfill := s.recoverWithBackfill(true)
 	s.finish("slot invalidated (max_slot_wal_keep_size) while stopped", nil, 0,
-		fmt.Sprintf("refused to continue in %s, saying events may be missing and how to recover", time.Since(started).Round(10*time.Millisecond)))
+		fmt.Sprintf("refused to continue in %s, saying rows were not streamed and how to recover; after drop-slot, CREATE_SLOT=true once and `backfill --missing`: %s",
+			refused.Round(10*time.Millisecond), summary(backfill)))
 }

@@ -115,9 +115,9 @@ func CheckPublication(ctx context.Context, conn *pgx.Conn, spec PublicationSpec)
 	if member && (allColumns || !slices.Equal(slices.Sorted(slices.Values(cols)), want)) {
 		got := "every column"
 		if !allColumns {
-			got = fmt.Sprint(cols)
+			got = fmt.Sprintf("%q", cols)
 		}
-		problems = append(problems, fmt.Sprintf("its column list for %s is %s, want exactly %v", spec.Table, got, spec.Columns))
+		problems = append(problems, fmt.Sprintf("its column list for %s is %s, want exactly %q", spec.Table, got, spec.Columns))
 	}
 	if !inserts {
 		problems = append(problems, "it does not publish inserts")

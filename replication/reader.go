@@ -49,10 +49,13 @@ type Reader struct {
 	rels     map[uint32]*Relation
 	received pglogrepl.LSN // end of the last WAL data received
 	walEnd   pglogrepl.LSN // the server's WAL end, as last reported by it
-	sent     pglogrepl.LSN // flush position last reported
-	lastSent time.Time
-	deadline time.Time // current read deadline on the connection
-	txn      txnState
+	// keepaliveEnd is the WAL end of the last keepalive: the walsender has
+	// sent everything before it.
+	keepaliveEnd pglogrepl.LSN
+	sent         pglogrepl.LSN // flush position last reported
+	lastSent     time.Time
+	deadline     time.Time // current read deadline on the connection
+	txn          txnState
 }
 
 type txnState struct {
@@ -161,8 +164,10 @@ func (r *Reader) Next(ctx context.Context) (any, error) {
 		}
 		switch msg := msg.(type) {
 		case *pgproto3.CopyData:
-			v, err := r.handleCopyData(ctx, msg.Data)
-			if err != nil || v != nil {
+			v, keepalive, err := r.handleCopyData(ctx, msg.Data)
+			// After a keepalive the caller gets nil: a stream of keepalives
+			// must not keep it from checking its own state.
+			if err != nil || v != nil || keepalive {
 				return v, err
 			}
 		case *pgproto3.ErrorResponse:
@@ -173,24 +178,28 @@ func (r *Reader) Next(ctx context.Context) (any, error) {
 	}
 }
 
-func (r *Reader) handleCopyData(ctx context.Context, data []byte) (any, error) {
+func (r *Reader) handleCopyData(ctx context.Context, data []byte) (any, bool, error) {
 	if len(data) == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 	switch data[0] {
 	case pglogrepl.PrimaryKeepaliveMessageByteID:
 		ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
 		if err != nil {
-			return nil, fmt.Errorf("parse keepalive: %w", err)
+			return nil, true, fmt.Errorf("parse keepalive: %w", err)
 		}
 		r.walEnd = max(r.walEnd, ka.ServerWALEnd)
+		// A keepalive's WAL end is where the walsender has sent up to: like
+		// pg_recvlogical, count it as written, or the walsender keeps pinging
+		// for a write position that never reaches it.
+		r.keepaliveEnd = max(r.keepaliveEnd, ka.ServerWALEnd)
 		r.acker.Idle(ka.ServerWALEnd)
 		// Every keepalive is answered at once, asked or not.
-		return nil, r.SendStatus(ctx)
+		return nil, true, r.SendStatus(ctx)
 	case pglogrepl.XLogDataByteID:
 		xld, err := pglogrepl.ParseXLogData(data[1:])
 		if err != nil {
-			return nil, fmt.Errorf("parse XLogData: %w", err)
+			return nil, false, fmt.Errorf("parse XLogData: %w", err)
 		}
 		// WALStart is the WAL position of the record; the length of the
 		// pgoutput message says nothing about WAL, so it is not added.
@@ -198,9 +207,10 @@ func (r *Reader) handleCopyData(ctx context.Context, data []byte) (any, error) {
 			r.received = xld.WALStart
 		}
 		r.walEnd = max(r.walEnd, xld.ServerWALEnd)
-		return r.decode(xld)
+		v, err := r.decode(xld)
+		return v, false, err
 	}
-	return nil, nil
+	return nil, false, nil
 }
 
 // SendStatusIfDue sends a standby status update when the acknowledged
@@ -218,7 +228,7 @@ func (r *Reader) SendStatusIfDue(ctx context.Context) error {
 // does not apply it to a CopyData on its own.
 func (r *Reader) SendStatus(ctx context.Context) error {
 	acked := r.acker.Acked()
-	written := max(r.received, acked)
+	written := max(r.received, r.keepaliveEnd, acked)
 	if d, ok := ctx.Deadline(); ok {
 		_ = r.conn.Conn().SetWriteDeadline(d)
 		defer r.conn.Conn().SetWriteDeadline(time.Time{}) //nolint:errcheck // clearing a deadline

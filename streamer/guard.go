@@ -27,6 +27,7 @@ type guard struct {
 	tables      map[uint32]projection.Projector
 	safe        atomic.Uint64 // pglogrepl.LSN
 	lastWALWarn time.Time     // rate-limits the warning about a slot about to be lost
+	lastErrLog  time.Time     // rate-limits the warning about failing checks
 }
 
 func newGuard(s *Streamer, p plan) *guard {
@@ -68,6 +69,10 @@ func (g *guard) run(ctx context.Context, stop <-chan struct{}) error {
 		if err := g.check(ctx, conn); err != nil {
 			if errors.Is(err, ErrPermanent) {
 				return err
+			}
+			if time.Since(g.lastErrLog) > 30*time.Second {
+				g.lastErrLog = time.Now()
+				g.s.log.Warn().Err(err).Msg("publication check failed; the reported position waits for the next one that passes")
 			}
 			conn.Close(context.Background())
 			conn = nil

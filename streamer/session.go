@@ -69,8 +69,8 @@ func (s *Streamer) session(ctx context.Context, startLSN pglogrepl.LSN) error {
 	s.log.Info().Str("slot", s.cfg.Slot).Str("start_lsn", pl.start.String()).Str("topic", sink.Topic()).
 		Dur("status_interval", reader.StatusInterval()).Msg("streaming")
 
-	p := &pipe{s: s, reader: reader, sink: sink, tracker: tracker, acks: acks, guard: guard, tables: pl.tables,
-		bindings: map[uint32]projection.Binding{}, sources: map[uint32][]byte{},
+	p := &pipe{s: s, reader: reader, sink: sink, tracker: tracker, acks: acks, guard: guard,
+		bindings: map[uint32]projection.Binding{}, names: map[uint32]string{}, sources: map[uint32][]byte{},
 		ce: newCEEncoder(), stop: make(chan struct{})}
 	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
 	g.Go(func() error { return p.deliver(gctx) })
@@ -109,9 +109,9 @@ type pipe struct {
 	tracker  *checkpoint.Tracker
 	acks     gate // what may be reported: the tracker, held back by the guard
 	guard    *guard
-	tables   map[uint32]projection.Projector // the projected tables by relation id, as prepare found them
-	bindings map[uint32]projection.Binding   // by relation id
-	sources  map[uint32][]byte               // ce_source per relation
+	bindings map[uint32]projection.Binding // by relation id
+	names    map[uint32]string             // the name each bound relation id had when bound
+	sources  map[uint32][]byte             // ce_source per relation
 	ce       *ceEncoder
 	produced atomic.Int64 // messages librdkafka accepted
 	reported atomic.Int64 // delivery reports processed
@@ -197,25 +197,28 @@ func (p *pipe) gauges() {
 	p.s.metrics.LagBytes.Set(lag)
 }
 
-// bind (re)binds the projector of a table when PostgreSQL describes it. A
-// table the events no longer fit, a streamed table under a new name, or
-// another table under a streamed table's name stops the streamer before any
-// of its changes is acknowledged: their rows would otherwise be skipped.
+// bind (re)binds the projector of a table when PostgreSQL describes it,
+// by the table's name at that point of the WAL: replayed changes of a table
+// that was later swapped for another still make their events. A table the
+// events no longer fit, or a bound table that reappears under another name
+// (renamed or moved: its rows would be skipped from then on), stops the
+// streamer before any of its changes is acknowledged. Tables that take the
+// name without being published send nothing here: the guard catches them.
 func (p *pipe) bind(rel *replication.Relation) error {
 	delete(p.bindings, rel.ID)
-	pr, streamed := p.tables[rel.ID]
-	if !streamed {
-		for oid, pr := range p.tables {
-			if ns, name := pr.Table(); ns == rel.Namespace && name == rel.Name {
-				return permanent(tableReplacedError(ns+"."+name, oid, rel.ID))
-			}
-		}
-		return nil // another published table: its changes make no event
+	qualified := rel.Namespace + "." + rel.Name
+	if was, ok := p.names[rel.ID]; ok && was != qualified {
+		return permanent(fmt.Errorf("table %s was renamed or moved to %s while streaming (relation id %d): its rows are no longer the events' source, and were NOT streamed from then on. Nothing after the last acknowledged position was acknowledged. Rename it back, or publish the table users now write to, restart, and run `streamer backfill --missing`",
+			was, qualified, rel.ID))
 	}
-	ns, name := pr.Table()
-	if ns != rel.Namespace || name != rel.Name {
-		return permanent(fmt.Errorf("table %s.%s was renamed or moved to %s.%s while streaming (relation id %d): its rows are no longer the events' source. Nothing after the last acknowledged position was acknowledged. Rename it back, or point the streamer and the publication at the table users write to, restart, and run `streamer backfill --missing`",
-			ns, name, rel.Namespace, rel.Name, rel.ID))
+	var pr projection.Projector
+	for _, candidate := range p.s.cfg.Projectors {
+		if ns, name := candidate.Table(); ns == rel.Namespace && name == rel.Name {
+			pr = candidate
+		}
+	}
+	if pr == nil {
+		return nil // another published table: its changes make no event
 	}
 	prel := projection.Relation{Namespace: rel.Namespace, Name: rel.Name}
 	for _, c := range rel.Columns {
@@ -226,8 +229,9 @@ func (p *pipe) bind(rel *replication.Relation) error {
 		return permanent(fmt.Errorf("%w; fix the table or the publication, then restart: nothing after the last acknowledged position was acknowledged", err))
 	}
 	p.bindings[rel.ID] = b
+	p.names[rel.ID] = qualified
 	p.sources[rel.ID] = []byte(ceSource(p.reader.SystemID(), p.reader.Database(), rel.Namespace, rel.Name))
-	p.s.log.Info().Str("table", ns+"."+name).Int("columns", len(rel.Columns)).Msg("bound projection to table")
+	p.s.log.Info().Str("table", qualified).Uint32("relation_id", rel.ID).Int("columns", len(rel.Columns)).Msg("bound projection to table")
 	return nil
 }
 
