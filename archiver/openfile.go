@@ -1,0 +1,118 @@
+package archiver
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/userstream/userstream/eventfile"
+	"github.com/userstream/userstream/lake"
+)
+
+// Policy says when a file rolls: whichever limit comes first. A file also
+// rolls when the next record belongs to another event date or event type,
+// so every file holds one date and one schema.
+type Policy struct {
+	MaxBytes     int64         // estimated file size (default 128 MiB)
+	MaxEvents    int64         // rows (default 1,000,000)
+	MaxAge       time.Duration // since the file's first record arrived (default 5 minutes)
+	RowGroupRows int64         // rows per Parquet row group (default eventfile.DefaultRowGroupRows)
+}
+
+// WithDefaults fills the zero fields.
+func (p Policy) WithDefaults() Policy {
+	if p.MaxBytes <= 0 {
+		p.MaxBytes = 128 << 20
+	}
+	if p.MaxEvents <= 0 {
+		p.MaxEvents = 1_000_000
+	}
+	if p.MaxAge <= 0 {
+		p.MaxAge = 5 * time.Minute
+	}
+	if p.RowGroupRows <= 0 {
+		p.RowGroupRows = eventfile.DefaultRowGroupRows
+	}
+	return p
+}
+
+// openFile is the file a partition is filling. Its rows go to a spool file
+// on local disk that is unlinked as soon as it is made, so a crash leaves
+// nothing behind and memory holds at most one row group.
+type openFile struct {
+	name     FileName
+	eventTyp string
+	opened   time.Time
+	spool    *os.File
+	w        *eventfile.Writer
+	seen     map[[16]byte]struct{} // ce_ids in this file, hashed
+	dups     int64
+	broken   bool // a write failed: the file must never be published
+}
+
+func newOpenFile(spoolDir string, s *eventfile.Schema, name FileName, rowGroupRows int64, now time.Time) (*openFile, error) {
+	spool, err := os.CreateTemp(spoolDir, "archiver-*.spool")
+	if err != nil {
+		return nil, fmt.Errorf("create spool file: %w", err)
+	}
+	// Unlinked at once: the open descriptor keeps the data until Close.
+	if err := os.Remove(spool.Name()); err != nil {
+		spool.Close()
+		return nil, fmt.Errorf("unlink spool file: %w", err)
+	}
+	return &openFile{
+		name: name, eventTyp: s.Type, opened: now, spool: spool,
+		w: s.NewWriter(spool, rowGroupRows), seen: map[[16]byte]struct{}{},
+	}, nil
+}
+
+// add writes r unless its ce_id is already in this file; either way the
+// file now covers r's offset.
+func (f *openFile) add(s *eventfile.Schema, r eventfile.Record) error {
+	h := sha256.Sum256([]byte(r.CEID))
+	var k [16]byte
+	copy(k[:], h[:16])
+	if _, dup := f.seen[k]; dup {
+		f.name.Last = r.Offset
+		f.dups++
+		return nil
+	}
+	row, err := s.Row(r)
+	if err != nil {
+		return err // the file is untouched and still whole up to Last
+	}
+	if err := f.w.Write(row, len(r.Value)+len(r.CEID)+len(r.CESource)+len(r.LSN)+len(r.Key)+32); err != nil {
+		f.broken = true
+		return err
+	}
+	f.name.Last = r.Offset
+	f.seen[k] = struct{}{}
+	return nil
+}
+
+func (f *openFile) full(p Policy) bool {
+	return f.w.Rows() >= p.MaxEvents || f.w.Size() >= p.MaxBytes
+}
+
+// finish writes the Parquet footer into the spool file.
+func (f *openFile) finish() error {
+	if f.broken {
+		return fmt.Errorf("file %s: an earlier write failed", f.name.Key())
+	}
+	return f.w.Close()
+}
+
+// put copies the finished file into the lake under its final name and
+// returns the bytes stored; it may be called again after a failure.
+func (f *openFile) put(ctx context.Context, l *lake.Lake) (int64, error) {
+	if _, err := f.spool.Seek(0, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("rewind spool file: %w", err)
+	}
+	return l.Put(ctx, f.name.Key(), f.spool)
+}
+
+// discard drops the spool file; nothing more of it can reach the lake.
+func (f *openFile) discard() { f.spool.Close() }

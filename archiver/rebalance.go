@@ -1,0 +1,146 @@
+package archiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/userstream/userstream/eventfile"
+	"github.com/userstream/userstream/lake"
+)
+
+// rebalance runs inside Poll. On assignment it starts each partition after
+// the later of its last file in the lake and its committed offset; on
+// revocation it publishes each open file before the partition can go to
+// another member (the eager protocol waits for us), or drops it when the
+// assignment was lost (another member may own the partition already).
+func (a *Archiver) rebalance(c *kafka.Consumer, ev kafka.Event) error {
+	switch e := ev.(type) {
+	case kafka.AssignedPartitions:
+		parts, err := a.assign(e.Partitions)
+		if err != nil {
+			a.cbErr = err
+			return err
+		}
+		if err := c.Assign(parts); err != nil {
+			a.cbErr = fmt.Errorf("assign partitions: %w", err)
+			return a.cbErr
+		}
+		a.joined.Store(true)
+		a.owned.Store(int32(len(a.parts)))
+		a.m.Partitions.Set(float64(len(a.parts)))
+	case kafka.RevokedPartitions:
+		a.revoke(e.Partitions, c.AssignmentLost())
+		if err := c.Unassign(); err != nil {
+			a.log.Warn().Str("error", err.Error()).Msg("unassign")
+		}
+		a.owned.Store(int32(len(a.parts)))
+		a.m.Partitions.Set(float64(len(a.parts)))
+	}
+	return nil
+}
+
+func (a *Archiver) assign(tps []kafka.TopicPartition) ([]kafka.TopicPartition, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	objs, err := a.lake.List(ctx, a.cfg.Topic+"/")
+	if err != nil {
+		return nil, fmt.Errorf("resume from the lake: %w", err)
+	}
+	keys := make([]string, len(objs))
+	for i, o := range objs {
+		keys[i] = o.Key
+	}
+	res := ResumeFrom(a.cfg.Topic, keys)
+	committed, cerr := a.c.Committed(tps, 10_000)
+	if cerr != nil {
+		// Files alone are a safe start: at worst records are read again.
+		a.log.Warn().Str("error", cerr.Error()).Msg("committed offsets unknown; resuming from the lake's files alone")
+		committed = nil
+	}
+	out := make([]kafka.TopicPartition, 0, len(tps))
+	for i, tp := range tps {
+		for _, tmp := range res.Temps[tp.Partition] {
+			// A put that crashed before its rename; the partition is ours now.
+			if err := a.lake.Delete(ctx, tmp); err != nil {
+				return nil, err
+			}
+		}
+		start := int64(-1)
+		if next, ok := res.Next[tp.Partition]; ok {
+			start = next
+		}
+		if committed != nil && committed[i].Offset >= 0 && int64(committed[i].Offset) > start {
+			start = int64(committed[i].Offset)
+		}
+		tp.Offset = kafka.OffsetBeginning
+		if start >= 0 {
+			tp.Offset = kafka.Offset(start)
+		}
+		a.parts[tp.Partition] = &partition{durable: start}
+		out = append(out, tp)
+		a.log.Info().Int32("partition", tp.Partition).Int64("start_offset", start).Msg("partition assigned")
+	}
+	a.log.Info().Int("files_in_lake", res.Files).Int("partitions", len(out)).Msg("resumed from the lake")
+	return out, nil
+}
+
+func (a *Archiver) revoke(tps []kafka.TopicPartition, lost bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Shutdown)
+	defer cancel()
+	for _, tp := range tps {
+		p := a.parts[tp.Partition]
+		if p == nil {
+			continue
+		}
+		delete(a.parts, tp.Partition)
+		a.m.Lag.DeleteLabelValues(fmt.Sprint(tp.Partition))
+		if p.open == nil {
+			continue
+		}
+		if lost || p.open.broken {
+			a.log.Warn().Int32("partition", tp.Partition).Bool("lost", lost).Msg("open file dropped; its records will be read again")
+			p.open.discard()
+			continue
+		}
+		if err := a.roll(ctx, tp.Partition, p); err != nil {
+			if errors.Is(err, lake.ErrDifferentContent) {
+				a.cbErr = err
+			}
+			a.log.Warn().Int32("partition", tp.Partition).Str("error", err.Error()).Msg("open file not published at revocation; its records will be read again")
+		}
+	}
+}
+
+// record reads a Kafka message into an eventfile.Record; it fails on
+// missing or malformed CloudEvents headers, naming them but never a value.
+func record(m *kafka.Message) (eventfile.Record, error) {
+	r := eventfile.Record{Partition: m.TopicPartition.Partition, Offset: int64(m.TopicPartition.Offset), Key: m.Key, Value: m.Value}
+	var ceTime string
+	for _, h := range m.Headers {
+		switch h.Key {
+		case "ce_id":
+			r.CEID = string(h.Value)
+		case "ce_time":
+			ceTime = string(h.Value)
+		case "ce_source":
+			r.CESource = string(h.Value)
+		case "ce_type":
+			r.CEType = string(h.Value)
+		case "userstream_lsn":
+			r.LSN = string(h.Value)
+		}
+	}
+	if r.CEID == "" || r.CEType == "" || ceTime == "" {
+		return r, errors.New("record lacks a ce_id, ce_type or ce_time header")
+	}
+	t, err := time.Parse(time.RFC3339Nano, ceTime)
+	if err != nil {
+		return r, fmt.Errorf("ce_time header is not RFC 3339")
+	}
+	r.CETime = t
+	return r, nil
+}

@@ -1,0 +1,11 @@
+package main
+
+// The object-store drivers of gocloud.dev/blob, linked only into this
+// program: LAKE_URL may name any of them, through the lake package's one code
+// path. Credentials come from each cloud's usual environment (AWS_*,
+// GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_*), never from LAKE_URL logs.
+import (
+	_ "gocloud.dev/blob/azureblob"
+	_ "gocloud.dev/blob/gcsblob"
+	_ "gocloud.dev/blob/s3blob"
+)

@@ -1,0 +1,81 @@
+package eventfile
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/parquet-go/parquet-go"
+)
+
+// DefaultRowGroupRows is the default row group size: large enough for
+// readers to skip by statistics, small enough that a filling group (held in
+// memory, compressed page by page) stays a few MiB.
+const DefaultRowGroupRows = 64 * 1024
+
+// Writer writes the rows of one Parquet file to an io.Writer. The output is
+// a function of the rows alone (no clock, no randomness), so the same rows
+// make the same bytes.
+type Writer struct {
+	pw        *parquet.GenericWriter[any]
+	out       *countingWriter
+	pending   int64 // uncompressed bytes of rows not yet flushed
+	flushedAt int64 // output bytes when pending was last reset
+	rows      int64
+}
+
+// NewWriter starts a file of schema s on out; rowGroupRows bounds the rows
+// held in memory before a row group is written out.
+func (s *Schema) NewWriter(out io.Writer, rowGroupRows int64) *Writer {
+	if rowGroupRows <= 0 {
+		rowGroupRows = DefaultRowGroupRows
+	}
+	cw := &countingWriter{w: out}
+	pw := parquet.NewGenericWriter[any](cw, s.parquet,
+		parquet.Compression(&parquet.Zstd),
+		parquet.MaxRowsPerRowGroup(rowGroupRows),
+		parquet.CreatedBy("userstream-archiver", "", ""),
+		parquet.KeyValueMetadata("userstream.event_type", s.Type),
+	)
+	return &Writer{pw: pw, out: cw}
+}
+
+// Write appends one row; size is its uncompressed size, used by Size.
+func (w *Writer) Write(row parquet.Row, size int) error {
+	if _, err := w.pw.WriteRows([]parquet.Row{row}); err != nil {
+		return fmt.Errorf("write parquet row: %w", err)
+	}
+	w.rows++
+	w.pending += int64(size)
+	if w.out.n > w.flushedAt {
+		// A row group went out: what was pending is now counted compressed.
+		w.flushedAt, w.pending = w.out.n, int64(size)
+	}
+	return nil
+}
+
+// Rows is the number of rows written.
+func (w *Writer) Rows() int64 { return w.rows }
+
+// Size estimates the file's size if it were closed now: bytes already
+// written plus the rows still in memory at their uncompressed size, so the
+// estimate is never below the final size by more than the footer.
+func (w *Writer) Size() int64 { return w.out.n + w.pending }
+
+// Close writes the last row group and the footer.
+func (w *Writer) Close() error {
+	if err := w.pw.Close(); err != nil {
+		return fmt.Errorf("close parquet file: %w", err)
+	}
+	return nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}

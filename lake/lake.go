@@ -1,0 +1,201 @@
+// Package lake stores immutable files under a root given as a URL, through
+// gocloud.dev/blob: file://, s3://, gs:// and azblob:// share this one code
+// path. A file becomes visible only whole: it is written under a temporary
+// name (file://: next to its final name, ending in .tmp, which no *.parquet
+// glob matches) and then, for file://, fsynced and renamed with its folder
+// fsynced; object stores publish an object only when its upload completes.
+// Every put is conditional (if-none-match), so a name is never overwritten.
+package lake
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
+
+	// The drivers for every URL scheme the lake accepts.
+	_ "gocloud.dev/blob/fileblob"
+)
+
+// ErrDifferentContent means a name already holds other bytes than the ones
+// being put: something broke the one-name-one-content rule.
+var ErrDifferentContent = errors.New("a different file already has this name")
+
+// Lake is an open lake root.
+type Lake struct {
+	bucket *blob.Bucket
+	local  string // the root folder for file:// lakes, "" otherwise
+}
+
+// Open opens the lake at rawURL. For file:// (file:///abs/path, or
+// file://rel/path relative to the working directory) the folder is created when
+// missing, no attribute sidecar files are written and temporary files are
+// made next to their final name (so the rename never crosses a device).
+func Open(ctx context.Context, rawURL string) (*Lake, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme == "" {
+		return nil, fmt.Errorf("open lake: %q is not a URL such as file:///var/lake or s3://bucket/prefix", rawURL)
+	}
+	l := &Lake{}
+	if u.Scheme == "file" {
+		// file:///abs/path, or file://rel/path and file://./rel/path for a
+		// folder relative to the working directory.
+		local := u.Path
+		if u.Host != "" && u.Host != "localhost" {
+			local = u.Host + u.Path
+		}
+		if local == "" {
+			return nil, fmt.Errorf("open lake: %q names no folder", rawURL)
+		}
+		if l.local, err = filepath.Abs(local); err != nil {
+			return nil, fmt.Errorf("open lake: %w", err)
+		}
+		if err := os.MkdirAll(l.local, 0o755); err != nil {
+			return nil, fmt.Errorf("open lake: %w", err)
+		}
+		q := u.Query()
+		q.Set("metadata", "skip")
+		q.Set("no_tmp_dir", "true")
+		u = &url.URL{Scheme: "file", Path: filepath.ToSlash(l.local), RawQuery: q.Encode()}
+	}
+	b, err := blob.OpenBucket(ctx, u.String())
+	if err != nil {
+		return nil, fmt.Errorf("open lake %s://%s: %w", u.Scheme, u.Host, err)
+	}
+	l.bucket = b
+	return l, nil
+}
+
+// Close releases the bucket.
+func (l *Lake) Close() error { return l.bucket.Close() }
+
+// LocalRoot is the root folder of a file:// lake ("" for object stores).
+func (l *Lake) LocalRoot() string { return l.local }
+
+// Put stores the bytes of src under key, once: the object appears whole or
+// not at all, and, for file://, durably (file and folder fsynced). When the
+// name already exists (a replay after a crash between the put and the offset
+// commit), Put succeeds only if the existing bytes are the same, and
+// otherwise returns ErrDifferentContent. It returns the bytes stored.
+func (l *Lake) Put(ctx context.Context, key string, src io.Reader) (int64, error) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var osf *os.File
+	w, err := l.bucket.NewWriter(wctx, key, &blob.WriterOptions{
+		ContentType: "application/vnd.apache.parquet",
+		IfNotExist:  true,
+		BeforeWrite: func(as func(any) bool) error {
+			as(&osf) // file:// only: the temporary file, to fsync before the rename
+			return nil
+		},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("put %s: %w", key, err)
+	}
+	sum := sha256.New()
+	n, err := io.Copy(io.MultiWriter(w, sum), src)
+	if err == nil && osf != nil {
+		// With a content type given, blob.Writer hands every write straight
+		// to the file: make it durable before the rename makes it visible.
+		err = osf.Sync()
+	}
+	if err != nil {
+		cancel() // a cancelled writer removes its temporary data
+		_ = w.Close()
+		return 0, fmt.Errorf("put %s: %w", key, err)
+	}
+	err = w.Close()
+	if gcerrors.Code(err) == gcerrors.FailedPrecondition {
+		return n, l.sameAs(ctx, key, sum.Sum(nil))
+	}
+	if err != nil {
+		return 0, fmt.Errorf("put %s: %w", key, err)
+	}
+	if l.local != "" {
+		if err := syncDir(filepath.Dir(filepath.Join(l.local, filepath.FromSlash(key)))); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+func (l *Lake) sameAs(ctx context.Context, key string, want []byte) error {
+	r, err := l.bucket.NewReader(ctx, key, nil)
+	if err != nil {
+		return fmt.Errorf("read existing %s: %w", key, err)
+	}
+	defer r.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		return fmt.Errorf("read existing %s: %w", key, err)
+	}
+	if !bytes.Equal(h.Sum(nil), want) {
+		return fmt.Errorf("put %s: %w", key, ErrDifferentContent)
+	}
+	return nil
+}
+
+// syncDir fsyncs a folder and its parent, so a rename and a newly made
+// folder survive a power loss.
+func syncDir(dir string) error {
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		fd, err := os.Open(d)
+		if err != nil {
+			return fmt.Errorf("fsync folder: %w", err)
+		}
+		err = fd.Sync()
+		fd.Close()
+		if err != nil {
+			return fmt.Errorf("fsync folder %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// Object is a stored file.
+type Object struct {
+	Key  string
+	Size int64
+}
+
+// List returns every object under prefix, in key order, including leftover
+// temporary files (the caller decides what its names mean).
+func (l *Lake) List(ctx context.Context, prefix string) ([]Object, error) {
+	var out []Object
+	it := l.bucket.List(&blob.ListOptions{Prefix: prefix})
+	for {
+		o, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", prefix, err)
+		}
+		out = append(out, Object{Key: o.Key, Size: o.Size})
+	}
+}
+
+// Delete removes key; a missing key is not an error.
+func (l *Lake) Delete(ctx context.Context, key string) error {
+	if err := l.bucket.Delete(ctx, key); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+		return fmt.Errorf("delete %s: %w", key, err)
+	}
+	return nil
+}
+
+// ReadAll returns the bytes of key.
+func (l *Lake) ReadAll(ctx context.Context, key string) ([]byte, error) {
+	b, err := l.bucket.ReadAll(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	return b, nil
+}
