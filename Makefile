@@ -3,12 +3,12 @@
 SHELL := bash
 .DEFAULT_GOAL := help
 
-.PHONY: help up down test faults bench build lint clean
+.PHONY: help up down test faults bench build lint clean query
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-up: ## run PostgreSQL, the broker, the API and the streamer in the foreground (Ctrl-C stops)
+up: ## run PostgreSQL, the broker, the API, the streamer and the archiver in the foreground (Ctrl-C stops)
 	@scripts/up.sh
 
 down: ## stop everything make up started
@@ -19,6 +19,9 @@ test: ## gofmt, vet, staticcheck, then the whole suite against a private Postgre
 
 faults: ## the fault suite at full size; writes docs/reliability.md
 	@scripts/faults.sh
+
+query: ## SQL over the archiver's lake with DuckDB: make query Q="SELECT country_code, count(*) FROM users_created GROUP BY 1"
+	@scripts/query.sh "$(Q)"
 
 bench: ## streamer and API benchmarks beside their ceilings; writes docs/benchmarks.md
 	@scripts/bench.sh

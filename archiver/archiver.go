@@ -72,7 +72,9 @@ func New(cfg Config, l *lake.Lake, schemas map[string]*eventfile.Schema, log zer
 // consumerConfig is the librdkafka configuration. The settings the
 // guarantees rest on cannot be overridden.
 func (a *Archiver) consumerConfig() *kafka.ConfigMap {
-	cm := kafka.ConfigMap{"auto.offset.reset": "earliest", "log_level": 4}
+	// A topic that does not exist yet (the streamer creates it) is looked
+	// for again every 10 s rather than librdkafka's default 5 minutes.
+	cm := kafka.ConfigMap{"auto.offset.reset": "earliest", "log_level": 4, "topic.metadata.refresh.interval.ms": 10_000}
 	for k, v := range a.cfg.Properties {
 		cm[k] = v
 	}
@@ -283,8 +285,9 @@ func (a *Archiver) watchKafka(ctx context.Context) {
 	t := time.NewTicker(3 * time.Second)
 	defer t.Stop()
 	for {
-		topic := a.cfg.Topic
-		_, err := a.c.GetMetadata(&topic, false, 2000)
+		// No topic named: asking for one could auto-create it on some brokers
+		// before the streamer creates it with its partition count.
+		_, err := a.c.GetMetadata(nil, false, 2000)
 		a.kafkaOK.Store(err == nil)
 		select {
 		case <-ctx.Done():
@@ -296,10 +299,11 @@ func (a *Archiver) watchKafka(ctx context.Context) {
 
 func (a *Archiver) updateLag() {
 	for id, p := range a.parts {
-		_, high, err := a.c.GetWatermarkOffsets(a.cfg.Topic, id)
-		if err != nil || high < 0 || p.durable < 0 {
-			continue
+		low, high, err := a.c.GetWatermarkOffsets(a.cfg.Topic, id)
+		if err != nil || high < 0 {
+			continue // not fetched from yet
 		}
-		a.m.Lag.WithLabelValues(fmt.Sprint(id)).Set(float64(max(high-p.durable, 0)))
+		archived := max(p.durable, low, 0) // nothing archived yet: all the partition holds is lag
+		a.m.Lag.WithLabelValues(fmt.Sprint(id)).Set(float64(max(high-archived, 0)))
 	}
 }

@@ -19,3 +19,11 @@ start streamer env DATABASE_URL="postgres://userstream_streamer:userstream_strea
 	KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP_SERVERS" METRICS_ADDR="127.0.0.1:$METRICS_PORT" MIGRATE=false "$data/bin/streamer" run
 wait_port "$METRICS_PORT" 30 streamer
 log "[up] streamer: slot users_cdc → topic users.created; health and metrics on http://localhost:$METRICS_PORT"
+
+# The archiver rolls a file every 10 s here (ROLL_AGE; the program's default
+# is 5 minutes), so `make query` shows a new user within seconds.
+mkdir -p "$data/spool"
+start archiver env KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP_SERVERS" LAKE_URL="file://$data/lake" ROLL_AGE="${ROLL_AGE:-10s}" \
+	SPOOL_DIR="$data/spool" METRICS_ADDR="127.0.0.1:$ARCHIVER_PORT" "$data/bin/archiver" run
+wait_port "$ARCHIVER_PORT" 30 archiver
+log "[up] archiver: topic users.created → Parquet files in .data/lake, a file every ${ROLL_AGE:-10s} (ROLL_AGE; 5 min by default); make query Q=\"SELECT * FROM users_created\"; health and metrics on http://localhost:$ARCHIVER_PORT"

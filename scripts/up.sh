@@ -11,6 +11,7 @@ PG_PORT=${PG_PORT:-5432}
 KAFKA_PORT=${KAFKA_PORT:-9092}
 API_PORT=${API_PORT:-5000}
 METRICS_PORT=${METRICS_PORT:-8081}
+ARCHIVER_PORT=${ARCHIVER_PORT:-8082}
 data=$PWD/.data
 run=$data/run
 mkdir -p "$run" "$data/log"
@@ -20,7 +21,7 @@ if [ -f "$run/up.pid" ] && kill -0 "$(cat "$run/up.pid")" 2>/dev/null; then
 	die "make up is already running (pid $(cat "$run/up.pid")): use it, or run 'make down'"
 fi
 ensure_deps
-for v in API_PORT METRICS_PORT; do
+for v in API_PORT METRICS_PORT ARCHIVER_PORT; do
 	port_in_use "${!v}" && die "port ${!v} is in use: set $v to a free port"
 done
 if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then

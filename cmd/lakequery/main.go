@@ -73,9 +73,13 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 }
 
 func print(out io.Writer, rows *sql.Rows) error {
-	cols, err := rows.Columns()
+	types, err := rows.ColumnTypes()
 	if err != nil {
 		return err
+	}
+	cols := make([]string, len(types))
+	for i, ct := range types {
+		cols[i] = ct.Name()
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(cols, "\t"))
@@ -91,7 +95,7 @@ func print(out io.Writer, rows *sql.Rows) error {
 		}
 		cells := make([]string, len(vals))
 		for i, v := range vals {
-			cells[i] = cell(v)
+			cells[i] = cell(v, types[i].DatabaseTypeName())
 		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 		n++
@@ -106,11 +110,14 @@ func print(out io.Writer, rows *sql.Rows) error {
 	return nil
 }
 
-func cell(v any) string {
+func cell(v any, dbType string) string {
 	switch x := v.(type) {
 	case nil:
 		return "NULL"
 	case time.Time:
+		if dbType == "DATE" {
+			return x.Format(time.DateOnly)
+		}
 		return x.UTC().Format("2006-01-02 15:04:05.999999Z07:00")
 	case []byte:
 		return string(x)
