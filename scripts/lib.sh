@@ -34,6 +34,17 @@ ensure_deps() {
 	[ -n "$(pg_bin)" ] || die "no PostgreSQL >= 15 found after install; set PG_BIN"
 }
 
+# ensure_test_deps installs what only the tests need: promtool (Debian package
+# prometheus) for the alert rules' checks and unit tests, and Debian's
+# python3-confluent-kafka for the Python consumer test (it runs
+# /usr/bin/python3, Debian's interpreter, which that package serves).
+ensure_test_deps() {
+	local missing=()
+	command -v promtool >/dev/null || missing+=(prometheus)
+	[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import confluent_kafka' 2>/dev/null || missing+=(python3-confluent-kafka)
+	if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
 # as_pg runs a command as the cluster's owner: postgres when we are root
 # (initdb refuses root), ourselves otherwise.
 as_pg() {

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_deps
+ensure_test_deps
 
 # PKGS narrows the run to some packages (lint and fuzzing are then skipped):
 #   make test PKGS=./streamer GOTESTFLAGS='-run Resume -v'

@@ -17,14 +17,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
 	"github.com/userstream/userstream/api"
 	"github.com/userstream/userstream/internal/envflag"
 	"github.com/userstream/userstream/internal/pgdsn"
 	"github.com/userstream/userstream/internal/probe"
+	"github.com/userstream/userstream/internal/promreg"
 	"github.com/userstream/userstream/sql"
 	"github.com/userstream/userstream/userdb"
 )
@@ -126,8 +125,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err := store.CheckAPIVersion(ctx); err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := promreg.New()
 	srv := api.NewServer(api.Config{Addr: c.listenAddr}, store, log, reg)
 	if err := srv.Open(); err != nil {
 		return err

@@ -15,9 +15,9 @@ import (
 	"github.com/userstream/userstream/replication"
 )
 
-// lagWarnBytes is the lag past which status says the streamer is behind; the
-// alert rule in deploy/prometheus uses the same figure.
-const lagWarnBytes = 256 << 20
+// lagWarnBytes is the lag past which status says the streamer is behind: the
+// threshold of the UserstreamSlotLagHigh alert in deploy/prometheus/alerts.yml.
+const lagWarnBytes = 1 << 30
 
 // status prints the slot's state: a summary with what to do by default,
 // JSON with --json (for scripts). It fails when the slot is missing or lost.
