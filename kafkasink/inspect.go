@@ -45,6 +45,11 @@ func (s *Sink) HasRecords(ctx context.Context, topics ...string) (bool, error) {
 // fn with each key. It uses no consumer group and commits nothing. Only
 // committed records are read (read_committed).
 func ReadKeys(ctx context.Context, properties map[string]string, topic string, fn func(key []byte)) error {
+	return ReadRecords(ctx, properties, topic, func(key, _ []byte) { fn(key) })
+}
+
+// ReadRecords is ReadKeys with each record's value too.
+func ReadRecords(ctx context.Context, properties map[string]string, topic string, fn func(key, value []byte)) error {
 	cm := kafka.ConfigMap{}
 	for k, v := range maps.All(properties) {
 		if err := cm.SetKey(k, goTyped(k, v)); err != nil {
@@ -98,7 +103,7 @@ func ReadKeys(ctx context.Context, properties map[string]string, topic string, f
 		ev := c.Poll(100)
 		switch e := ev.(type) {
 		case *kafka.Message:
-			fn(e.Key)
+			fn(e.Key, e.Value)
 			p := e.TopicPartition.Partition
 			// With read_committed, transaction markers take offsets too: the
 			// end is reached at the last offset before the high watermark.

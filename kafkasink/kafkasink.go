@@ -23,6 +23,11 @@ type Config struct {
 	// DeadLetterTopic, when set, receives the changes that cannot become
 	// events; EnsureTopic creates it beside Topic.
 	DeadLetterTopic string
+	// TransactionalID, when set, makes the sink a transactional producer
+	// (exactly-once mode) writing progress records to ProgressTopic, a
+	// compacted topic EnsureTopic creates beside Topic.
+	TransactionalID string
+	ProgressTopic   string
 	Partitions      int // for a topic the sink creates; default 6
 	// Properties are librdkafka settings (bootstrap.servers, security.protocol,
 	// sasl.*, ssl.*, …); they override the defaults below, except the ones
@@ -98,10 +103,11 @@ var guarded = map[string]string{"enable.idempotence": "true", "acks": "all"}
 
 // Sink is one producer.
 type Sink struct {
-	p     *kafka.Producer
-	topic string
-	dlq   string
-	parts int
+	p        *kafka.Producer
+	topic    string
+	dlq      string
+	progress string
+	parts    int
 }
 
 // New creates the producer; it connects lazily.
@@ -116,6 +122,9 @@ func New(cfg Config) (*Sink, error) {
 			return nil, fmt.Errorf("kafka property %s: %w", cfg.named(k), err)
 		}
 	}
+	if cfg.TransactionalID != "" {
+		cm["transactional.id"] = cfg.TransactionalID
+	}
 	if bs, _ := cm["bootstrap.servers"].(string); bs == "" {
 		return nil, errors.New("kafka: bootstrap.servers is empty (set KAFKA_BOOTSTRAP_SERVERS)")
 	}
@@ -128,7 +137,11 @@ func New(cfg Config) (*Sink, error) {
 	if parts <= 0 {
 		parts = 6
 	}
-	return &Sink{p: p, topic: cfg.Topic, dlq: cfg.DeadLetterTopic, parts: parts}, nil
+	s := &Sink{p: p, topic: cfg.Topic, dlq: cfg.DeadLetterTopic, parts: parts}
+	if cfg.TransactionalID != "" {
+		s.progress = cfg.ProgressTopic
+	}
+	return s, nil
 }
 
 // Check makes a producer from cfg and closes it at once, before it has
@@ -186,6 +199,9 @@ func (s *Sink) EnsureTopic(ctx context.Context) error {
 	if s.dlq != "" {
 		parts[s.dlq] = 1
 	}
+	if s.progress != "" {
+		parts[s.progress] = 1
+	}
 	names := slices.Sorted(maps.Keys(parts))
 	// DescribeTopics never auto-creates a topic, unlike a producer's
 	// metadata request on a broker with auto.create.topics.enable.
@@ -198,7 +214,12 @@ func (s *Sink) EnsureTopic(ctx context.Context) error {
 		switch d.Error.Code() {
 		case kafka.ErrNoError:
 		case kafka.ErrUnknownTopicOrPart, kafka.ErrUnknownTopic:
-			missing = append(missing, kafka.TopicSpecification{Topic: d.Name, NumPartitions: parts[d.Name], ReplicationFactor: -1})
+			spec := kafka.TopicSpecification{Topic: d.Name, NumPartitions: parts[d.Name], ReplicationFactor: -1}
+			if d.Name == s.progress {
+				// Only the last progress record per key matters.
+				spec.Config = map[string]string{"cleanup.policy": "compact"}
+			}
+			missing = append(missing, spec)
 		case kafka.ErrTopicAuthorizationFailed:
 			// Kafka hides whether the topic exists from a principal that
 			// may not describe it.

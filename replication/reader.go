@@ -55,6 +55,7 @@ type Reader struct {
 	sent         pglogrepl.LSN // flush position last reported
 	lastSent     time.Time
 	deadline     time.Time // current read deadline on the connection
+	wait         time.Duration
 	txn          txnState
 }
 
@@ -97,7 +98,7 @@ func Open(ctx context.Context, cfg Config, acker Acker) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect for replication: %w", err)
 	}
-	r := &Reader{cfg: cfg, conn: conn, acker: acker, types: pgtype.NewMap(), rels: map[uint32]*Relation{}}
+	r := &Reader{cfg: cfg, conn: conn, acker: acker, types: pgtype.NewMap(), rels: map[uint32]*Relation{}, wait: time.Second}
 	if r.system, err = pglogrepl.IdentifySystem(ctx, conn); err != nil {
 		conn.Close(ctx)
 		return nil, fmt.Errorf("identify system: %w", err)
@@ -149,8 +150,8 @@ func (r *Reader) Next(ctx context.Context) (any, error) {
 		// A raw read deadline instead of a context: pgconn starts a watcher per
 		// call for a cancellable context, and a timeout leaves the connection
 		// usable. It is moved only when close, not once per message.
-		if now := time.Now(); r.deadline.Sub(now) < 500*time.Millisecond {
-			r.deadline = now.Add(time.Second)
+		if now := time.Now(); r.deadline.Sub(now) < r.wait/2 || r.deadline.Sub(now) > r.wait {
+			r.deadline = now.Add(r.wait)
 			_ = r.conn.Conn().SetReadDeadline(r.deadline)
 		}
 		msg, err := r.conn.ReceiveMessage(context.Background())
@@ -286,6 +287,10 @@ func (r *Reader) fitStatusInterval(ctx context.Context) error {
 	}
 	return nil
 }
+
+// SetMaxWait sets how long Next waits for a message before it returns nil
+// (default a second): a caller with something due sooner shortens it.
+func (r *Reader) SetMaxWait(d time.Duration) { r.wait = min(max(d, time.Millisecond), time.Second) }
 
 // StatusInterval is the most time between two status updates, after
 // fitting it to the server's wal_sender_timeout.

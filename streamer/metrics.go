@@ -1,6 +1,10 @@
 package streamer
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics are the streamer's Prometheus series.
 type Metrics struct {
@@ -67,6 +71,29 @@ func (m *Metrics) setRole(r string) {
 			v = 1
 		}
 		m.role.WithLabelValues(known).Set(v)
+	}
+}
+
+// observeDelivered counts n records of t that Kafka took for good.
+func (m *Metrics) observeDelivered(t *txn, n int, deadLetter bool) {
+	if deadLetter {
+		m.DeadLetters.Add(float64(n))
+		return
+	}
+	m.Produced.Add(float64(n))
+	lat := time.Since(t.commitTime).Seconds()
+	for range n {
+		m.Latency.Observe(lat)
+	}
+}
+
+// observeCommitted counts the records of t in a committed Kafka transaction.
+func (m *Metrics) observeCommitted(t *txn, events, letters int, now time.Time) {
+	m.DeadLetters.Add(float64(letters))
+	m.Produced.Add(float64(events))
+	lat := now.Sub(t.commitTime).Seconds()
+	for range events {
+		m.Latency.Observe(lat)
 	}
 }
 

@@ -144,7 +144,7 @@ func (s *Streamer) mayCreate(ctx context.Context, slotMissing bool, missingPubs 
 	defer sink.Close()
 	kctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	streamed, err := sink.HasRecords(kctx, s.cfg.Kafka.Topic, s.cfg.Kafka.DeadLetterTopic)
+	streamed, err := sink.HasRecords(kctx, s.cfg.Kafka.Topic, s.cfg.Kafka.DeadLetterTopic, s.cfg.Kafka.ProgressTopic)
 	s.kafkaOK.Store(err == nil)
 	if err != nil {
 		return fmt.Errorf("%w: find out whether this is the first run: %w", errBeforeStart, err)

@@ -54,6 +54,16 @@ func (s *Streamer) session(ctx context.Context, startLSN pglogrepl.LSN) error {
 	tracker := checkpoint.New(pl.start)
 	guard := newGuard(s, pl)
 	acks := gate{Tracker: tracker, guard: guard}
+	p := &pipe{s: s, sink: sink, tracker: tracker, acks: acks, guard: guard,
+		bindings: map[uint32]projection.Binding{}, names: map[uint32]string{}, sources: map[uint32][]byte{},
+		ce: newCEEncoder(), stop: make(chan struct{})}
+	p.d = s.newDelivery(p)
+	if err := p.d.start(ctx); err != nil {
+		if errors.Is(err, ErrPermanent) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", errBeforeStart, err)
+	}
 	reader, err := replication.Open(ctx, replication.Config{
 		DSN: s.cfg.DatabaseURL, Slot: s.cfg.Slot, Publication: s.cfg.Publication,
 		StartLSN: pl.start, StatusInterval: s.cfg.StatusInterval,
@@ -65,13 +75,11 @@ func (s *Streamer) session(ctx context.Context, startLSN pglogrepl.LSN) error {
 		return fmt.Errorf("%w: %w", errBeforeStart, err)
 	}
 	defer reader.Close(context.Background())
+	p.reader = reader
 	s.setRole("active")
 	s.log.Info().Str("slot", s.cfg.Slot).Str("start_lsn", pl.start.String()).Str("topic", sink.Topic()).
-		Dur("status_interval", reader.StatusInterval()).Msg("streaming")
+		Str("delivery", string(s.cfg.Delivery)).Dur("status_interval", reader.StatusInterval()).Msg("streaming")
 
-	p := &pipe{s: s, reader: reader, sink: sink, tracker: tracker, acks: acks, guard: guard,
-		bindings: map[uint32]projection.Binding{}, names: map[uint32]string{}, sources: map[uint32][]byte{},
-		ce: newCEEncoder(), stop: make(chan struct{})}
 	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
 	g.Go(func() error { return p.deliver(gctx) })
 	g.Go(func() error { return guard.run(gctx, p.stop) })
@@ -109,6 +117,8 @@ type pipe struct {
 	tracker  *checkpoint.Tracker
 	acks     gate // what may be reported: the tracker, held back by the guard
 	guard    *guard
+	d        delivery
+	cur      *txn                          // the transaction being read, for a clean stop
 	bindings map[uint32]projection.Binding // by relation id
 	names    map[uint32]string             // the name each bound relation id had when bound
 	sources  map[uint32][]byte             // ce_source per relation
@@ -125,6 +135,9 @@ type txn struct {
 	commitTime time.Time
 	ceTime     []byte
 	commitLSN  []byte
+	lsn        pglogrepl.LSN // where it commits: its place in commit order
+	seq        int           // records of it so far, produced or found in Kafka
+	done       bool          // its commit was read
 }
 
 func (p *pipe) read(ctx, gctx context.Context) error {
@@ -152,6 +165,9 @@ func (p *pipe) read(ctx, gctx context.Context) error {
 			}
 		}
 		if v == nil {
+			if err := p.d.idle(ctx); err != nil {
+				return err
+			}
 			// A backlog's buffers stay in the Go heap after it drains; give them
 			// back once the stream has been quiet for a while.
 			if !released && time.Since(lastEvent) > 2*time.Second {
@@ -163,8 +179,9 @@ func (p *pipe) read(ctx, gctx context.Context) error {
 		lastEvent, released = time.Now(), false
 		switch m := v.(type) {
 		case *replication.Begin:
-			cur = &txn{Txn: p.tracker.Begin(), commitTime: m.CommitTime,
+			cur = &txn{Txn: p.tracker.Begin(), commitTime: m.CommitTime, lsn: m.CommitLSN,
 				ceTime: m.CommitTime.UTC().AppendFormat(nil, time.RFC3339Nano), commitLSN: appendLSN(nil, m.CommitLSN)}
+			p.cur = cur
 		case *replication.Relation:
 			if err := p.bind(m); err != nil {
 				return err
@@ -181,7 +198,10 @@ func (p *pipe) read(ctx, gctx context.Context) error {
 				return fmt.Errorf("commit at %s outside a transaction", m.CommitLSN)
 			}
 			p.tracker.Commit(cur.Txn, m.EndLSN)
-			cur = nil
+			if err := p.d.committed(ctx, cur); err != nil {
+				return err
+			}
+			cur, p.cur = nil, nil
 		}
 	}
 }
@@ -282,6 +302,11 @@ func (p *pipe) poison(ctx, gctx context.Context, cur *txn, c *replication.Change
 // produce hands one record of cur to Kafka, waiting out librdkafka's full
 // queue, which is Kafka's backpressure.
 func (p *pipe) produce(ctx, gctx context.Context, cur *txn, key, value []byte, headers []kafka.Header, deadLetter bool) error {
+	cur.seq++
+	if !p.d.admit(cur) {
+		p.s.metrics.Skipped.WithLabelValues("already_in_kafka").Inc()
+		return nil
+	}
 	p.tracker.Add(cur.Txn, 1)
 	for {
 		var err error
@@ -292,7 +317,7 @@ func (p *pipe) produce(ctx, gctx context.Context, cur *txn, key, value []byte, h
 		}
 		if err == nil {
 			p.produced.Add(1)
-			return nil
+			return p.d.produced(ctx, cur, deadLetter)
 		}
 		if kafkasink.IsPermanent(err) {
 			return permanent(fmt.Errorf("kafka refused a record for good: %w", err))
@@ -340,14 +365,12 @@ func (p *pipe) deliver(ctx context.Context) error {
 					return fmt.Errorf("delivery failed: %w", err)
 				}
 				p.s.kafkaOK.Store(true)
-				t := e.Opaque.(*txn)
-				p.tracker.Delivered(t.Txn, 1)
-				if tp := e.TopicPartition.Topic; tp != nil && *tp == p.s.cfg.Kafka.DeadLetterTopic {
-					p.s.metrics.DeadLetters.Inc()
-					continue
+				t, ok := e.Opaque.(*txn)
+				if !ok {
+					continue // a progress record: committed with its transaction
 				}
-				p.s.metrics.Produced.Inc()
-				p.s.metrics.Latency.Observe(time.Since(t.commitTime).Seconds())
+				tp := e.TopicPartition.Topic
+				p.d.delivered(t, tp != nil && *tp == p.s.cfg.Kafka.DeadLetterTopic)
 			case kafka.Error:
 				if e.IsFatal() {
 					return fmt.Errorf("kafka producer failed: %w", e)
@@ -380,12 +403,11 @@ func rdkafkaLevel(l int) zerolog.Level {
 // drain waits, bounded, for outstanding deliveries, then reports the final
 // acknowledged position.
 func (p *pipe) drain() error {
-	deadline := time.Now().Add(p.s.cfg.ShutdownTimeout)
-	for p.reported.Load() < p.produced.Load() && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-		if err := p.reader.SendStatusIfDue(context.Background()); err != nil {
-			break
-		}
+	fctx, cancel := context.WithTimeout(context.Background(), p.s.cfg.ShutdownTimeout)
+	err := p.d.finish(fctx, p.cur)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("finish delivery: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -395,7 +417,7 @@ func (p *pipe) drain() error {
 		}
 		p.s.log.Warn().Err(err).Msg("final publication check failed; the reported position may trail what Kafka holds (replayed as duplicates)")
 	}
-	err := p.reader.SendStatus(ctx)
+	err = p.reader.SendStatus(ctx)
 	ev := p.s.log.Info().Str("acked_lsn", p.acks.Acked().String()).Int64("undelivered", p.produced.Load()-p.reported.Load())
 	ev.Msg("stopped reading; final position reported")
 	if err != nil {

@@ -43,6 +43,14 @@ type Config struct {
 	// Poison is what happens to a change that cannot become a valid event;
 	// default PoisonDeadLetter, to Kafka.DeadLetterTopic.
 	Poison Poison
+	// Delivery is at-least-once (default) or exactly-once.
+	Delivery Delivery
+	// TransactionInterval is the longest an exactly-once Kafka transaction
+	// stays open while records arrive (default 20 ms): the latency a
+	// read_committed consumer adds. TransactionRecords caps its records
+	// (default 10,000).
+	TransactionInterval time.Duration
+	TransactionRecords  int
 	// GuardInterval is how often the published tables are re-checked; the
 	// slot's reported position never passes the last passing check. Default 2 s.
 	GuardInterval time.Duration
@@ -74,6 +82,25 @@ func New(cfg Config, log zerolog.Logger, m *Metrics) *Streamer {
 	}
 	if cfg.Kafka.DeadLetterTopic == "" {
 		cfg.Kafka.DeadLetterTopic = cfg.Kafka.Topic + ".dlq"
+	}
+	if cfg.Delivery == "" {
+		cfg.Delivery = AtLeastOnce
+	}
+	if cfg.Delivery == ExactlyOnce {
+		if cfg.Kafka.TransactionalID == "" {
+			// Shared by the active streamer and its standbys: a takeover fences
+			// the old one.
+			cfg.Kafka.TransactionalID = "userstream-" + cfg.Slot
+		}
+		if cfg.Kafka.ProgressTopic == "" {
+			cfg.Kafka.ProgressTopic = cfg.Kafka.Topic + ".progress"
+		}
+	}
+	if cfg.TransactionInterval <= 0 {
+		cfg.TransactionInterval = 20 * time.Millisecond
+	}
+	if cfg.TransactionRecords <= 0 {
+		cfg.TransactionRecords = 10_000
 	}
 	if cfg.Poison == "" {
 		cfg.Poison = PoisonDeadLetter
@@ -205,6 +232,13 @@ func (s *Streamer) heartbeat(ctx context.Context) {
 			conn = nil
 		}
 	}
+}
+
+func (s *Streamer) newDelivery(p *pipe) delivery {
+	if s.cfg.Delivery == ExactlyOnce {
+		return &exactlyOnce{p: p}
+	}
+	return atLeastOnce{p}
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

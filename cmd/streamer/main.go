@@ -103,6 +103,7 @@ type config struct {
 	kafkaPropsFile string
 	createSlot     bool
 	poison         string
+	delivery       string
 	deadLetter     string
 	missing        bool
 }
@@ -123,6 +124,7 @@ func parseConfig(name string, args []string) (config, error) {
 	logLevel := fs.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	pprofOn := fs.Bool("pprof", "PPROF", false, "serve Go profiles at /debug/pprof/ on the metrics address")
 	createSlot := fs.Bool("create-slot", "CREATE_SLOT", false, "create a missing slot (and publication) although the topic already holds events: once, to recover from a lost slot, then unset")
+	delivery := fs.String("delivery", "DELIVERY", "at-least-once", "at-least-once, or exactly-once (Kafka transactions; consumers read with isolation.level=read_committed)")
 	poison := fs.String("poison", "POISON", "dead-letter", "what to do with a change that makes no valid event: dead-letter or stop")
 	deadLetter := fs.String("dead-letter-topic", "DEAD_LETTER_TOPIC", "", "topic for changes that make no valid event (default: the topic + .dlq)")
 	yes := fs.FlagSet.Bool("yes", false, "confirm drop-slot")
@@ -135,7 +137,10 @@ func parseConfig(name string, args []string) (config, error) {
 	c := config{databaseURL: *databaseURL, slot: *slot, publication: *publication, topic: *topic, partitions: *partitions,
 		heartbeat: *heartbeat, shutdown: *shutdown, metricsAddr: *metricsAddr, migrate: *migrate, logLevel: *logLevel,
 		pprof: *pprofOn, yes: *yes, afterID: *afterID, upToID: *upToID, kafkaPropsFile: *propsFile,
-		createSlot: *createSlot, poison: *poison, deadLetter: *deadLetter, missing: *missing}
+		createSlot: *createSlot, poison: *poison, deadLetter: *deadLetter, missing: *missing, delivery: *delivery}
+	if c.delivery != string(streamer.AtLeastOnce) && c.delivery != string(streamer.ExactlyOnce) {
+		return c, fmt.Errorf("DELIVERY %q: want at-least-once or exactly-once", c.delivery)
+	}
 	if c.poison != string(streamer.PoisonDeadLetter) && c.poison != string(streamer.PoisonStop) {
 		return c, fmt.Errorf("POISON %q: want dead-letter or stop", c.poison)
 	}
@@ -158,7 +163,7 @@ func (c config) streamerConfig(kafka kafkaSettings) streamer.Config {
 		DatabaseURL: c.databaseURL, Slot: c.slot, Publication: c.publication, StartLSN: c.startLSN,
 		Kafka:             kafka.kafkaConfig(c),
 		HeartbeatInterval: c.heartbeat, ShutdownTimeout: c.shutdown,
-		CreateSlot: c.createSlot, Poison: streamer.Poison(c.poison),
+		CreateSlot: c.createSlot, Poison: streamer.Poison(c.poison), Delivery: streamer.Delivery(c.delivery),
 	}
 }
 

@@ -58,6 +58,14 @@ func (p *Process) Stop(t testing.TB, timeout time.Duration) error {
 	return p.err
 }
 
+// Signal sends sig (SIGSTOP and SIGCONT make a zombie of a live process).
+func (p *Process) Signal(t testing.TB, sig os.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %s: %v", p.Name, err)
+	}
+}
+
 // Kill sends SIGKILL and reaps the process.
 func (p *Process) Kill() {
 	_ = p.cmd.Process.Kill()

@@ -1,0 +1,99 @@
+package kafkasink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// Transactions: in exactly-once mode the sink is a transactional producer.
+// Every Kafka transaction carries a batch of records and a progress record
+// saying how far into the source they reach, so a reader of the progress
+// topic with read_committed knows exactly which records are in Kafka.
+
+// InitTransactions registers the transactional id with its coordinator. It
+// fences every older producer with the same id: their commits fail from
+// then on. It also aborts whatever transaction such a producer left open.
+func (s *Sink) InitTransactions(ctx context.Context) error {
+	if err := s.p.InitTransactions(ctx); err != nil {
+		return fmt.Errorf("init kafka transactions: %w", err)
+	}
+	return nil
+}
+
+// BeginTransaction opens a Kafka transaction.
+func (s *Sink) BeginTransaction() error {
+	if err := s.p.BeginTransaction(); err != nil {
+		return fmt.Errorf("begin kafka transaction: %w", err)
+	}
+	return nil
+}
+
+// CommitTransaction flushes and commits the open transaction. On a
+// retriable error (a timeout) it may be called again.
+func (s *Sink) CommitTransaction(ctx context.Context) error {
+	if err := s.p.CommitTransaction(ctx); err != nil {
+		return fmt.Errorf("commit kafka transaction: %w", err)
+	}
+	return nil
+}
+
+// AbortTransaction aborts the open transaction; its records are never seen
+// by read_committed consumers.
+func (s *Sink) AbortTransaction(ctx context.Context) error {
+	if err := s.p.AbortTransaction(ctx); err != nil {
+		return fmt.Errorf("abort kafka transaction: %w", err)
+	}
+	return nil
+}
+
+// ProduceProgress writes a progress record, in the open transaction, to the
+// compacted progress topic.
+func (s *Sink) ProduceProgress(key, value []byte) error {
+	if s.progress == "" {
+		return errors.New("no progress topic configured")
+	}
+	return s.p.Produce(&kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &s.progress, Partition: 0},
+		Key:            key,
+		Value:          value,
+	}, nil)
+}
+
+// IsRetriable reports an error after which the same call may be made again.
+func IsRetriable(err error) bool {
+	var kerr kafka.Error
+	return errors.As(err, &kerr) && kerr.IsRetriable()
+}
+
+// RequiresAbort reports an error after which the transaction must be
+// aborted; the producer stays usable.
+func RequiresAbort(err error) bool {
+	var kerr kafka.Error
+	return errors.As(err, &kerr) && kerr.TxnRequiresAbort()
+}
+
+// IsFenced reports that a newer producer with the same transactional id took
+// over: this one must stop for good.
+func IsFenced(err error) bool {
+	var kerr kafka.Error
+	if !errors.As(err, &kerr) {
+		return false
+	}
+	return kerr.Code() == kafka.ErrFenced || kerr.Code() == kafka.ErrProducerFenced || kerr.Code() == kafka.ErrInvalidProducerEpoch
+}
+
+// LastValue reads topic with read_committed and returns the last value
+// written under key, or nil when there is none. For small, compacted
+// topics such as the progress topic.
+func LastValue(ctx context.Context, properties map[string]string, topic string, key []byte) ([]byte, error) {
+	var last []byte
+	err := ReadRecords(ctx, properties, topic, func(k, v []byte) {
+		if string(k) == string(key) {
+			last = append(last[:0], v...)
+		}
+	})
+	return last, err
+}

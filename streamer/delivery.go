@@ -1,0 +1,75 @@
+package streamer
+
+import (
+	"context"
+	"time"
+)
+
+// Delivery is how records reach Kafka and when the PostgreSQL transactions
+// they come from may be acknowledged.
+type Delivery string
+
+// The delivery modes.
+const (
+	// AtLeastOnce acknowledges a transaction once Kafka acknowledged each of
+	// its records: after a crash some are sent again, with the same ce_id.
+	AtLeastOnce Delivery = "at-least-once"
+	// ExactlyOnce writes records in Kafka transactions, each with a progress
+	// record; a read_committed consumer sees every record once.
+	ExactlyOnce Delivery = "exactly-once"
+)
+
+// delivery is the seam between the pipeline and a delivery mode. The read
+// goroutine calls everything but delivered, which the delivery-report
+// goroutine calls.
+type delivery interface {
+	// start prepares the producer before the first record.
+	start(ctx context.Context) error
+	// admit says whether the next record of cur is to be produced: false
+	// when it is already in Kafka.
+	admit(cur *txn) bool
+	// produced follows a record of cur that librdkafka accepted (the
+	// tracker counted it before it was handed over).
+	produced(ctx context.Context, cur *txn, deadLetter bool) error
+	// delivered handles a successful delivery report of a record of t.
+	delivered(t *txn, deadLetter bool)
+	// committed follows the tracker's commit of cur.
+	committed(ctx context.Context, cur *txn) error
+	// idle is called when the reader returned without a message.
+	idle(ctx context.Context) error
+	// finish makes what was produced durable at a clean stop.
+	finish(ctx context.Context, cur *txn) error
+}
+
+// atLeastOnce acknowledges by delivery report: the checkpoint tracker moves
+// past a transaction once every one of its records was delivered.
+type atLeastOnce struct{ p *pipe }
+
+func (d atLeastOnce) start(context.Context) error                { return nil }
+func (d atLeastOnce) admit(*txn) bool                            { return true }
+func (d atLeastOnce) produced(context.Context, *txn, bool) error { return nil }
+
+func (d atLeastOnce) delivered(t *txn, deadLetter bool) {
+	d.p.tracker.Delivered(t.Txn, 1)
+	d.p.s.metrics.observeDelivered(t, 1, deadLetter)
+}
+
+func (d atLeastOnce) committed(context.Context, *txn) error { return nil }
+func (d atLeastOnce) idle(context.Context) error            { return nil }
+
+// finish waits, bounded, for outstanding delivery reports.
+func (d atLeastOnce) finish(context.Context, *txn) error {
+	deadline := time.Now().Add(d.p.s.cfg.ShutdownTimeout)
+	for d.p.reported.Load() < d.p.produced.Load() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+		if err := d.p.reader.SendStatusIfDue(context.Background()); err != nil {
+			break
+		}
+	}
+	return nil
+}
+
+var (
+	_ delivery = atLeastOnce{}
+	_ delivery = (*exactlyOnce)(nil)
+)

@@ -1,0 +1,201 @@
+package streamer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/userstream/userstream/kafkasink"
+)
+
+// exactlyOnce writes records in Kafka transactions. Each Kafka transaction
+// ends with a progress record (on a compacted topic, keyed by the slot) that
+// says how far into the stream its records reach, to the record inside a
+// PostgreSQL transaction. A PostgreSQL transaction is acknowledged to the
+// slot only once the Kafka transaction holding its last record committed.
+// On start, InitTransactions fences every older producer of the slot (a
+// zombie's commit then fails), and the last committed progress tells which
+// replayed records are already in Kafka: they are skipped.
+type exactlyOnce struct {
+	p       *pipe
+	resume  progress // the last committed progress; zero when none
+	batch   []batched
+	records int       // records in the open Kafka transaction
+	began   time.Time // when its first record was produced
+	last    *txn      // the transaction of its last record
+}
+
+// batched counts one PostgreSQL transaction's records in the open Kafka
+// transaction.
+type batched struct {
+	t          *txn
+	n, letters int
+}
+
+// progress is the progress record's value. Records counts the records of
+// the transaction at CommitLSN that are in Kafka; Complete says all are.
+type progress struct {
+	Slot      string `json:"slot"`
+	CommitLSN string `json:"commit_lsn"`
+	Records   int    `json:"records"`
+	Complete  bool   `json:"complete"`
+	commit    pglogrepl.LSN
+}
+
+func parseProgress(b []byte) (progress, error) {
+	var pr progress
+	if err := json.Unmarshal(b, &pr); err != nil {
+		return pr, fmt.Errorf("progress record: %w", err)
+	}
+	lsn, err := pglogrepl.ParseLSN(pr.CommitLSN)
+	if err != nil {
+		return pr, fmt.Errorf("progress record: commit_lsn %q: %w", pr.CommitLSN, err)
+	}
+	pr.commit = lsn
+	return pr, nil
+}
+
+// covers says whether the record number seq (from 1) of the transaction
+// committed at commit is in Kafka by this progress. Transactions arrive in
+// commit order, so every earlier one is.
+func (pr progress) covers(commit pglogrepl.LSN, seq int) bool {
+	switch {
+	case pr.commit == 0 || commit > pr.commit:
+		return false
+	case commit < pr.commit:
+		return true
+	}
+	return pr.Complete || seq <= pr.Records
+}
+
+func (d *exactlyOnce) start(ctx context.Context) error {
+	ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := d.p.sink.InitTransactions(ictx); err != nil {
+		return err
+	}
+	cfg := d.p.s.cfg
+	last, err := kafkasink.LastValue(ictx, cfg.Kafka.Properties, cfg.Kafka.ProgressTopic, []byte(cfg.Slot))
+	if err != nil {
+		return fmt.Errorf("read the last progress of slot %s: %w", cfg.Slot, err)
+	}
+	if last != nil {
+		if d.resume, err = parseProgress(last); err != nil {
+			return permanent(err)
+		}
+		d.p.s.log.Info().Str("commit_lsn", d.resume.CommitLSN).Int("records", d.resume.Records).Bool("complete", d.resume.Complete).
+			Msg("exactly-once: resuming after the last committed progress; records at or before it are skipped")
+	}
+	return d.p.sink.BeginTransaction()
+}
+
+func (d *exactlyOnce) admit(cur *txn) bool { return !d.resume.covers(cur.lsn, cur.seq) }
+
+func (d *exactlyOnce) produced(ctx context.Context, cur *txn, deadLetter bool) error {
+	if n := len(d.batch); n > 0 && d.batch[n-1].t == cur {
+		d.batch[n-1].n++
+	} else {
+		d.batch = append(d.batch, batched{t: cur, n: 1})
+	}
+	if deadLetter {
+		d.batch[len(d.batch)-1].letters++
+	}
+	if d.records == 0 {
+		d.began = time.Now()
+	}
+	d.records++
+	d.last = cur
+	// A large PostgreSQL transaction spans several Kafka transactions, none
+	// of them long.
+	if d.records >= d.p.s.cfg.TransactionRecords || time.Since(d.began) >= d.p.s.cfg.TransactionInterval*4 {
+		return d.checkpoint(ctx)
+	}
+	return nil
+}
+
+// delivered does nothing: a delivered record is not committed until its
+// Kafka transaction is.
+func (d *exactlyOnce) delivered(*txn, bool) {}
+
+func (d *exactlyOnce) committed(ctx context.Context, cur *txn) error {
+	cur.done = true
+	return d.idle(ctx)
+}
+
+func (d *exactlyOnce) idle(ctx context.Context) error {
+	if d.records == 0 {
+		d.p.reader.SetMaxWait(time.Second)
+		return nil
+	}
+	due := d.p.s.cfg.TransactionInterval - time.Since(d.began)
+	if due <= 0 {
+		return d.checkpoint(ctx)
+	}
+	// Wake up when the transaction is due, even if nothing else arrives.
+	d.p.reader.SetMaxWait(due)
+	return nil
+}
+
+func (d *exactlyOnce) finish(ctx context.Context, _ *txn) error {
+	if d.records == 0 {
+		return nil
+	}
+	return d.checkpoint(ctx)
+}
+
+// checkpoint ends the open Kafka transaction with a progress record, commits
+// it, hands its records to the tracker as delivered, and opens the next.
+func (d *exactlyOnce) checkpoint(ctx context.Context) error {
+	cfg := d.p.s.cfg
+	value, err := json.Marshal(progress{Slot: cfg.Slot, CommitLSN: d.last.lsn.String(), Records: d.last.seq, Complete: d.last.done})
+	if err != nil {
+		return fmt.Errorf("encode progress: %w", err)
+	}
+	for {
+		err := d.p.sink.ProduceProgress([]byte(cfg.Slot), value)
+		if err == nil {
+			break
+		}
+		if !kafkasink.IsQueueFull(err) {
+			return fmt.Errorf("produce progress: %w", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err = d.p.sink.CommitTransaction(cctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		if kafkasink.RequiresAbort(err) {
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			abortErr := d.p.sink.AbortTransaction(actx)
+			cancel()
+			// The session ends; the next one resumes from the last committed
+			// progress.
+			return errors.Join(err, abortErr)
+		}
+		if !kafkasink.IsRetriable(err) {
+			return err // fenced or fatal: a newer producer took over, or the producer is broken
+		}
+		// A slow or unreachable Kafka: keep PostgreSQL's connection alive and
+		// try again, as the client allows after a timeout.
+		if serr := d.p.reader.SendStatusIfDue(context.WithoutCancel(ctx)); serr != nil {
+			return serr
+		}
+	}
+	now := time.Now()
+	for _, b := range d.batch {
+		d.p.tracker.Delivered(b.t.Txn, b.n)
+		d.p.s.metrics.observeCommitted(b.t, b.n-b.letters, b.letters, now)
+	}
+	clear(d.batch)
+	d.batch, d.records, d.last = d.batch[:0], 0, nil
+	d.p.reader.SetMaxWait(time.Second)
+	return d.p.sink.BeginTransaction()
+}
