@@ -1,48 +1,41 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"net/url"
-	"os"
-	"strings"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/userstream/userstream/internal/kafkaenv"
 )
 
-// kafkaProperties gathers librdkafka settings as the streamer does:
-// KAFKA_BOOTSTRAP_SERVERS and every other KAFKA_* variable
-// (KAFKA_SASL_MECHANISMS → sasl.mechanisms), then the properties file. The
-// archiver's own KAFKA_ settings are skipped.
+// archiverKafkaVariables are the archiver's own KAFKA_* settings
+// (parseConfig reads them); they are not librdkafka properties.
+var archiverKafkaVariables = []string{"KAFKA_TOPIC", "KAFKA_GROUP_ID"}
+
+// kafkaProperties gathers librdkafka settings as the streamer does (see
+// internal/kafkaenv: the documented KAFKA_ variables, KAFKA_PROPERTY_<NAME>,
+// then the properties file; Kubernetes' service links are ignored), and has
+// librdkafka check them by making a consumer, so an unknown property or a bad
+// value stops the archiver at start-up naming the variable or file line that
+// set it.
 func kafkaProperties(environ []string, file string) (map[string]string, error) {
-	own := map[string]bool{"KAFKA_TOPIC": true, "KAFKA_GROUP_ID": true, "KAFKA_TOPIC_PARTITIONS": true, "KAFKA_PROPERTIES_FILE": true, "KAFKA_PORT": true}
-	props := map[string]string{"bootstrap.servers": "localhost:9092"}
-	for _, kv := range environ {
-		k, v, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(k, "KAFKA_") || own[k] {
-			continue
-		}
-		props[strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(k, "KAFKA_")), "_", ".")] = v
-	}
-	if file == "" {
-		return props, nil
-	}
-	f, err := os.Open(file)
+	s, err := kafkaenv.Read(environ, file, archiverKafkaVariables...)
 	if err != nil {
-		return nil, fmt.Errorf("kafka properties: %w", err)
+		return nil, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return nil, fmt.Errorf("kafka properties %s line %d: want key=value", file, n)
-		}
-		props[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	cm := kafka.ConfigMap{"group.id": "userstream-archiver-config-check"}
+	for k, v := range s.Values {
+		cm[k] = v
 	}
-	return props, sc.Err()
+	c, err := kafka.NewConsumer(&cm)
+	if err != nil {
+		return nil, fmt.Errorf("kafka consumer: %w", s.Blame(err))
+	}
+	if err := c.Close(); err != nil {
+		return nil, fmt.Errorf("kafka consumer: %w", err)
+	}
+	return s.Values, nil
 }
 
 // redactURL drops credentials and query parameters (which may carry keys)

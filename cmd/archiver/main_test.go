@@ -21,13 +21,21 @@ func TestRollLimitsComeFromTheEnvironmentAndMustBePositive(t *testing.T) {
 	}
 }
 
-func TestKafkaSettingsSkipTheArchiversOwnVariables(t *testing.T) {
-	got, err := kafkaProperties([]string{"KAFKA_BOOTSTRAP_SERVERS=b:9092", "KAFKA_GROUP_ID=g", "KAFKA_TOPIC=t", "KAFKA_SASL_MECHANISMS=PLAIN"}, "")
+func TestKafkaSettingsSkipTheArchiversOwnVariablesAndKubernetesServiceLinks(t *testing.T) {
+	got, err := kafkaProperties([]string{"KAFKA_BOOTSTRAP_SERVERS=b:9092", "KAFKA_GROUP_ID=g", "KAFKA_TOPIC=t", "KAFKA_SASL_MECHANISMS=PLAIN",
+		"KAFKA_SERVICE_HOST=10.0.0.1", "KAFKA_PORT=tcp://10.0.0.1:9092", "KAFKA_PORT_9092_TCP=tcp://10.0.0.1:9092", "KAFKA_PROPERTY_CLIENT_ID=archiver"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got["bootstrap.servers"] != "b:9092" || got["sasl.mechanisms"] != "PLAIN" {
+	if len(got) != 3 || got["bootstrap.servers"] != "b:9092" || got["sasl.mechanisms"] != "PLAIN" || got["client.id"] != "archiver" {
 		t.Errorf("properties %v", got)
+	}
+}
+
+func TestAnUnknownKafkaPropertyStopsTheArchiverNamingItsVariable(t *testing.T) {
+	_, err := kafkaProperties([]string{"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1", "KAFKA_PROPERTY_FETCH_MAX_BYTS=1"}, "")
+	if err == nil || !strings.Contains(err.Error(), `"fetch.max.byts" (set by KAFKA_PROPERTY_FETCH_MAX_BYTS)`) {
+		t.Fatalf("err = %v, want one naming KAFKA_PROPERTY_FETCH_MAX_BYTS", err)
 	}
 }
 
