@@ -52,6 +52,7 @@ func size() scale {
 // result is one row of the report.
 type result struct {
 	Scenario string
+	Delivery string
 	e2e.Report
 	Recovery time.Duration
 	Note     string
@@ -82,6 +83,21 @@ type stack struct {
 	topic   string
 	slot    string
 	api     string
+	// delivery is the streamers' DELIVERY; exactly-once scenarios must end
+	// with no duplicate for a read_committed consumer.
+	delivery string
+}
+
+// inBothModes runs a scenario once per delivery mode, each on its own stack.
+func inBothModes(t *testing.T, scenario func(t *testing.T, s *stack)) {
+	for _, mode := range []string{"at-least-once", "exactly-once"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			s := newStack(t)
+			s.delivery = mode
+			scenario(t, s)
+		})
+	}
 }
 
 func newStack(t *testing.T, conf ...string) *stack {
@@ -118,7 +134,15 @@ func (s *stack) streamer(port int, extraEnv ...string) *e2e.Process {
 	return e2e.Start(s.t, "streamer", testenv.Bin(s.t, "streamer"), append([]string{
 		"DATABASE_URL=" + s.dsn, "KAFKA_BOOTSTRAP_SERVERS=" + s.broker.Addr(), "KAFKA_TOPIC=" + s.topic,
 		"REPLICATION_SLOT=" + s.slot, fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", port), "MIGRATE=false",
+		"DELIVERY=" + s.mode(),
 	}, extraEnv...), "run")
+}
+
+func (s *stack) mode() string {
+	if s.delivery == "" {
+		return "at-least-once"
+	}
+	return s.delivery
 }
 
 func (s *stack) size() int64 { return e2e.TopicSize(s.t, s.broker.Addr(), s.topic) }
@@ -170,11 +194,14 @@ func (s *stack) finish(name string, load *e2e.Load, recovery time.Duration, note
 	}
 	rep := e2e.Audit(s.t, s.broker.Addr(), s.topic, s.pool, 5*time.Minute)
 	results.Lock()
-	results.rows = append(results.rows, result{Scenario: name, Report: rep, Recovery: recovery, Note: note})
+	results.rows = append(results.rows, result{Scenario: name, Delivery: s.mode(), Report: rep, Recovery: recovery, Note: note})
 	results.Unlock()
 	s.t.Logf("%s: %s; recovery %s; %s", name, rep, recovery.Round(time.Millisecond), note)
 	if !rep.Clean() {
 		s.t.Errorf("%s: %s", name, rep)
+	}
+	if s.mode() == "exactly-once" && rep.Duplicates != 0 {
+		s.t.Errorf("%s, exactly-once: %d duplicates for a read_committed consumer, want 0", name, rep.Duplicates)
 	}
 	if rep.Inserted == 0 {
 		s.t.Errorf("%s: nothing was inserted, the scenario proves nothing", name)
@@ -184,17 +211,20 @@ func (s *stack) finish(name string, load *e2e.Load, recovery time.Duration, note
 func report() error {
 	results.Lock()
 	defer results.Unlock()
-	sort.Slice(results.rows, func(i, j int) bool { return results.rows[i].Scenario < results.rows[j].Scenario })
+	sort.Slice(results.rows, func(i, j int) bool {
+		a, b := results.rows[i], results.rows[j]
+		return a.Scenario < b.Scenario || a.Scenario == b.Scenario && a.Delivery < b.Delivery
+	})
 	var b strings.Builder
-	fmt.Fprintln(&b, "| scenario | rows inserted | events found | rows missing | duplicates (same ce_id) | leaked fields | invalid | time to recover | notes |")
-	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(&b, "| scenario | delivery | rows inserted | events found | rows missing | duplicates (same ce_id) | leaked fields | invalid | time to recover | notes |")
+	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range results.rows {
 		rec := "–"
 		if r.Recovery > 0 {
 			rec = r.Recovery.Round(10 * time.Millisecond).String()
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d (%d mismatched) | %d | %d | %s | %s |\n",
-			r.Scenario, r.Inserted, r.Records, r.Missing, r.Duplicates, r.CEIDMismatches, r.Leaked, r.Invalid, rec, r.Note)
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d (%d mismatched) | %d | %d | %s | %s |\n",
+			r.Scenario, r.Delivery, r.Inserted, r.Records, r.Missing, r.Duplicates, r.CEIDMismatches, r.Leaked, r.Invalid, rec, r.Note)
 	}
 	fmt.Print("\nFault suite results:\n\n" + b.String())
 	if *reportPath == "" {

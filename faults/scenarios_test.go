@@ -13,84 +13,89 @@ import (
 
 func TestStreamerSIGKILLedAtRandomMomentsLosesNothing(t *testing.T) {
 	t.Parallel()
-	sc := size()
-	s := newStack(t)
-	p := s.streamer(0)
-	load := e2e.StartLoad(s.api, "kill", sc.rate, sc.rows)
-	span := time.Duration(sc.rows) * time.Second / time.Duration(sc.rate)
-	var worst time.Duration
-	for k := 0; k < sc.kills; k++ {
-		time.Sleep(time.Duration(rand.Int64N(int64(span/time.Duration(sc.kills)))) + 200*time.Millisecond)
-		p.Kill()
-		p = s.streamer(0)
-		worst = max(worst, s.recovery(time.Now()))
-	}
-	s.finish("streamer SIGKILL ×"+fmt.Sprint(sc.kills), load, worst, "worst of the restarts")
+	inBothModes(t, func(t *testing.T, s *stack) {
+		sc := size()
+		p := s.streamer(0)
+		load := e2e.StartLoad(s.api, "kill", sc.rate, sc.rows)
+		span := time.Duration(sc.rows) * time.Second / time.Duration(sc.rate)
+		var worst time.Duration
+		for k := 0; k < sc.kills; k++ {
+			time.Sleep(time.Duration(rand.Int64N(int64(span/time.Duration(sc.kills)))) + 200*time.Millisecond)
+			p.Kill()
+			p = s.streamer(0)
+			worst = max(worst, s.recovery(time.Now()))
+		}
+		s.finish("streamer SIGKILL ×"+fmt.Sprint(sc.kills), load, worst, "worst of the restarts")
+	})
 }
 
 func TestStandbyTakesOverWhenTheActiveStreamerIsKilled(t *testing.T) {
 	t.Parallel()
-	sc := size()
-	s := newStack(t)
-	portA, portB := e2e.FreePort(t), e2e.FreePort(t)
-	a := s.streamer(portA)
-	e2e.WaitFor(t, 30*time.Second, "streamer A active", func() bool { return role(portA) == "active" })
-	s.streamer(portB)
-	e2e.WaitFor(t, 30*time.Second, "streamer B on standby", func() bool { return role(portB) == "standby" })
+	inBothModes(t, func(t *testing.T, s *stack) {
+		sc := size()
+		portA, portB := e2e.FreePort(t), e2e.FreePort(t)
+		a := s.streamer(portA)
+		e2e.WaitFor(t, 30*time.Second, "streamer A active", func() bool { return role(portA) == "active" })
+		s.streamer(portB)
+		e2e.WaitFor(t, 30*time.Second, "streamer B on standby", func() bool { return role(portB) == "standby" })
 
-	load := e2e.StartLoad(s.api, "takeover", sc.rate, sc.rows)
-	time.Sleep(time.Duration(sc.rows/2) * time.Second / time.Duration(sc.rate))
-	killed := time.Now()
-	a.Kill()
-	recovery := s.recovery(killed)
-	e2e.WaitFor(t, 30*time.Second, "streamer B active", func() bool { return role(portB) == "active" })
-	s.finish("SIGKILL active streamer, standby takes over", load, recovery, "from the kill")
+		load := e2e.StartLoad(s.api, "takeover", sc.rate, sc.rows)
+		time.Sleep(time.Duration(sc.rows/2) * time.Second / time.Duration(sc.rate))
+		killed := time.Now()
+		a.Kill()
+		recovery := s.recovery(killed)
+		e2e.WaitFor(t, 30*time.Second, "streamer B active", func() bool { return role(portB) == "active" })
+		s.finish("SIGKILL active streamer, standby takes over", load, recovery, "from the kill")
+	})
 }
 
 func TestPostgresRestartMidStreamLosesNothing(t *testing.T) {
 	t.Parallel()
-	sc := size()
-	s := newStack(t)
-	s.streamer(0)
-	load := e2e.StartLoad(s.api, "pgrestart", sc.rate, sc.rows)
-	time.Sleep(time.Duration(sc.rows/3) * time.Second / time.Duration(sc.rate))
-	s.cluster.Stop(t)
-	time.Sleep(time.Second)
-	s.cluster.Start(t)
-	recovery := s.recovery(time.Now())
-	s.finish("PostgreSQL restart (fast shutdown)", load, recovery, fmt.Sprintf("API answered 503 %d times while it was down", load.Unavailable.Load()))
+	inBothModes(t, func(t *testing.T, s *stack) {
+		sc := size()
+		s.streamer(0)
+		load := e2e.StartLoad(s.api, "pgrestart", sc.rate, sc.rows)
+		time.Sleep(time.Duration(sc.rows/3) * time.Second / time.Duration(sc.rate))
+		s.cluster.Stop(t)
+		time.Sleep(time.Second)
+		s.cluster.Start(t)
+		recovery := s.recovery(time.Now())
+		s.finish("PostgreSQL restart (fast shutdown)", load, recovery, fmt.Sprintf("API answered 503 %d times while it was down", load.Unavailable.Load()))
+	})
 }
 
 func TestBrokerStoppedForAWhileLosesNothing(t *testing.T) {
 	t.Parallel()
-	sc := size()
-	s := newStack(t)
-	p := s.streamer(0)
-	load := e2e.StartLoad(s.api, "brokerstop", sc.rate, sc.rows)
-	time.Sleep(time.Duration(sc.rows/4) * time.Second / time.Duration(sc.rate))
-	s.broker.Stop()
-	time.Sleep(sc.outage)
-	s.broker.Start()
-	recovery := s.recovery(time.Now())
-	if exited, err := p.Exited(0); exited {
-		t.Fatalf("streamer exited during the outage: %v", err)
-	}
-	s.finish(fmt.Sprintf("broker stopped (SIGTERM) for %s", sc.outage), load, recovery, "streamer kept running")
+	inBothModes(t, func(t *testing.T, s *stack) {
+		sc := size()
+		p := s.streamer(0)
+		load := e2e.StartLoad(s.api, "brokerstop", sc.rate, sc.rows)
+		time.Sleep(time.Duration(sc.rows/4) * time.Second / time.Duration(sc.rate))
+		s.broker.Stop()
+		time.Sleep(sc.outage)
+		s.broker.Start()
+		recovery := s.recovery(time.Now())
+		if exited, err := p.Exited(0); exited {
+			t.Fatalf("streamer exited during the outage: %v", err)
+		}
+		s.finish(fmt.Sprintf("broker stopped (SIGTERM) for %s", sc.outage), load, recovery, "streamer kept running")
+	})
 }
 
 func TestBrokerSIGKILLedForcesANewProducerAndLosesNothing(t *testing.T) {
 	t.Parallel()
-	sc := size()
-	s := newStack(t)
-	p := s.streamer(0)
-	load := e2e.StartLoad(s.api, "brokerkill", sc.rate, sc.rows)
-	time.Sleep(time.Duration(sc.rows/3) * time.Second / time.Duration(sc.rate))
-	s.broker.Kill()
-	s.broker.Start()
-	recovery := s.recovery(time.Now())
-	load.Wait()
-	restarts := strings.Count(p.Output(), "stream interrupted")
-	s.finish("broker SIGKILL, restarted at once", load, recovery, fmt.Sprintf("%d streamer session restarts", restarts))
+	inBothModes(t, func(t *testing.T, s *stack) {
+		sc := size()
+		p := s.streamer(0)
+		load := e2e.StartLoad(s.api, "brokerkill", sc.rate, sc.rows)
+		time.Sleep(time.Duration(sc.rows/3) * time.Second / time.Duration(sc.rate))
+		s.broker.Kill()
+		s.broker.Start()
+		recovery := s.recovery(time.Now())
+		load.Wait()
+		restarts := strings.Count(p.Output(), "stream interrupted")
+		s.finish("broker SIGKILL, restarted at once", load, recovery, fmt.Sprintf("%d streamer session restarts", restarts))
+	})
 }
 
 func TestAColumnAddedMidStreamNeverReachesKafka(t *testing.T) {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/userstream/userstream/checkpoint"
 	"github.com/userstream/userstream/projection"
@@ -39,6 +41,20 @@ func newGuard(s *Streamer, p plan) *guard {
 // Safe is the highest position the last passing check vouches for.
 func (g *guard) Safe() pglogrepl.LSN { return pglogrepl.LSN(g.safe.Load()) }
 
+// serverShuttingDown lifts the hold when the server refuses connections
+// because it is shutting down (SQLSTATE 57P03). A walsender then waits for
+// its client to confirm everything sent before it exits, which a held-back
+// position never does: the shutdown would hang for wal_sender_timeout. No
+// transaction commits after the shutdown began, and a publication or table
+// changed in the last interval before it is still found, and stops the
+// streamer, by the checks of the next start.
+func (g *guard) serverShuttingDown(err error) {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "57P03" {
+		g.safe.Store(math.MaxUint64)
+	}
+}
+
 // run checks until ctx ends, stop closes, or a check fails for good.
 // Connection trouble only holds the safe position back: the session's own
 // reconnects deal with an unreachable server.
@@ -63,6 +79,7 @@ func (g *guard) run(ctx context.Context, stop <-chan struct{}) error {
 			var err error
 			if conn, err = pgx.Connect(ctx, g.s.cfg.DatabaseURL); err != nil {
 				conn = nil
+				g.serverShuttingDown(err)
 				continue
 			}
 		}

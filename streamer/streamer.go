@@ -52,7 +52,7 @@ type Config struct {
 	TransactionInterval time.Duration
 	TransactionRecords  int
 	// GuardInterval is how often the published tables are re-checked; the
-	// slot's reported position never passes the last passing check. Default 2 s.
+	// slot's reported position never passes the last passing check. Default 1 s.
 	GuardInterval time.Duration
 	Projectors    []projection.Projector
 }
@@ -106,7 +106,7 @@ func New(cfg Config, log zerolog.Logger, m *Metrics) *Streamer {
 		cfg.Poison = PoisonDeadLetter
 	}
 	if cfg.GuardInterval <= 0 {
-		cfg.GuardInterval = 2 * time.Second
+		cfg.GuardInterval = time.Second
 	}
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = 30 * time.Second

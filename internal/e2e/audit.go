@@ -50,6 +50,7 @@ func Audit(t testing.TB, bootstrap, topic string, pool *pgxpool.Pool, timeout ti
 	c, err := kafka.NewConsumer(&kafka.ConfigMap{
 		"bootstrap.servers": bootstrap, "group.id": testenv.Name(t, "audit"), "log_level": 3,
 		"auto.offset.reset": "earliest", "enable.auto.commit": false,
+		"isolation.level": "read_committed", // what an exactly-once consumer reads
 	})
 	if err != nil {
 		t.Fatal(err)
