@@ -26,13 +26,13 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/userstream/userstream/internal/envflag"
 	"github.com/userstream/userstream/internal/pgdsn"
 	"github.com/userstream/userstream/internal/probe"
+	"github.com/userstream/userstream/internal/promreg"
 	"github.com/userstream/userstream/replication"
 	"github.com/userstream/userstream/sql"
 	"github.com/userstream/userstream/streamer"
@@ -195,8 +195,7 @@ func (m *Main) run(ctx context.Context, args []string) error {
 		}
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := promreg.New()
 	s := streamer.New(c.streamerConfig(props), log, streamer.NewMetrics(reg))
 
 	ln, err := net.Listen("tcp", c.metricsAddr)
