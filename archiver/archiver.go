@@ -74,7 +74,11 @@ func New(cfg Config, l *lake.Lake, schemas map[string]*eventfile.Schema, log zer
 func (a *Archiver) consumerConfig() *kafka.ConfigMap {
 	// A topic that does not exist yet (the streamer creates it) is looked
 	// for again every 10 s rather than librdkafka's default 5 minutes.
-	cm := kafka.ConfigMap{"auto.offset.reset": "earliest", "log_level": 4, "topic.metadata.refresh.interval.ms": 10_000}
+	// A member that dies during a rebalance holds its partitions until the
+	// rebalance timeout (max.poll.interval.ms): 60 s rather than 5 minutes,
+	// still above the longest a put with its retries may block the loop.
+	cm := kafka.ConfigMap{"auto.offset.reset": "earliest", "log_level": 4, "topic.metadata.refresh.interval.ms": 10_000,
+		"max.poll.interval.ms": 60_000}
 	for k, v := range a.cfg.Properties {
 		cm[k] = v
 	}
