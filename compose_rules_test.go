@@ -39,6 +39,24 @@ type dataDirRule struct {
 
 var dataDirRules = []dataDirRule{
 	{
+		// The archiver (cmd/archiver, lake.Open): LAKE_URL file:///path is
+		// the lake's folder; s3://, gs:// and azblob:// keep nothing in the
+		// container. The image declares no VOLUME.
+		name:    "archiver lake",
+		applies: func(s types.ServiceConfig) bool { return env(s, "LAKE_URL") != "" },
+		volumes: func(types.ServiceConfig) []string { return nil },
+		dirs: func(s types.ServiceConfig) (dirs, findings []string) {
+			u, err := url.Parse(env(s, "LAKE_URL"))
+			if err != nil || u.Scheme != "file" {
+				return nil, nil
+			}
+			if u.Host != "" && u.Host != "localhost" {
+				return nil, []string{fmt.Sprintf("LAKE_URL %s is relative to the working directory: give an absolute file:/// path on a named volume", env(s, "LAKE_URL"))}
+			}
+			return []string{u.Path}, nil
+		},
+	},
+	{
 		// apache/kafka docker/jvm/launch formats and runs with a
 		// server.properties written from the KAFKA_* variables alone
 		// (core/.../docker/KafkaDockerWrapper.scala); without KAFKA_LOG_DIRS

@@ -53,6 +53,8 @@ func TestComposeFileDescribesTheWholeStack(t *testing.T) {
 		{service: "api", published: "5000", dependsOn: map[string]string{"migrate": completed, "db-logins": completed}, loginAs: "userstream_api"},
 		{service: "streamer", published: "8081", loginAs: "userstream_streamer",
 			dependsOn: map[string]string{"migrate": completed, "db-logins": completed, "kafka": healthy, "api": healthy}},
+		{service: "archiver", published: "8082", commandHas: "archiver run",
+			dependsOn: map[string]string{"kafka": healthy, "streamer": healthy}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.service, func(t *testing.T) {
@@ -221,6 +223,23 @@ volumes: {pg: {}, kafka-data: {}, prom-data: {}}
 				"kafka-metadata: data directory /meta is not on a named volume",
 				"prometheus: data directory /tsdb is not on a named volume",
 				"grafana: data directory /var/lib/grafana is not on a named volume",
+			},
+		},
+		{
+			name: "an archiver's file:// lake off a named volume is caught; an object-store lake needs none",
+			yaml: `
+services:
+  lake-bind: {build: ., environment: {LAKE_URL: "file:///lake"}, volumes: ["./lake:/lake"]}
+  lake-none: {build: ., environment: {LAKE_URL: "file:///var/lib/userstream/lake"}}
+  lake-relative: {build: ., environment: {LAKE_URL: "file://lake"}, volumes: ["lake:/lake"]}
+  lake-named: {build: ., environment: {LAKE_URL: "file:///data/lake"}, volumes: ["lake:/data"]}
+  lake-s3: {build: ., environment: {LAKE_URL: "s3://bucket/prefix?region=eu-west-1"}}
+volumes: {lake: {}}
+`,
+			want: []string{
+				"lake-bind: data directory /lake is not on a named volume",
+				"lake-none: data directory /var/lib/userstream/lake is not on a named volume",
+				"lake-relative: LAKE_URL file://lake is relative",
 			},
 		},
 		{
