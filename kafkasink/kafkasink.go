@@ -24,10 +24,11 @@ type Config struct {
 	// events; EnsureTopic creates it beside Topic.
 	DeadLetterTopic string
 	// TransactionalID, when set, makes the sink a transactional producer
-	// (exactly-once mode) writing progress records to ProgressTopic, a
-	// compacted topic EnsureTopic creates beside Topic.
+	// (exactly-once mode).
 	TransactionalID string
-	ProgressTopic   string
+	// ProgressTopic, when set, receives progress records: a compacted topic
+	// EnsureTopic creates beside Topic.
+	ProgressTopic string
 	Partitions      int // for a topic the sink creates; default 6
 	// Properties are librdkafka settings (bootstrap.servers, security.protocol,
 	// sasl.*, ssl.*, …); they override the defaults below, except the ones
@@ -137,11 +138,7 @@ func New(cfg Config) (*Sink, error) {
 	if parts <= 0 {
 		parts = 6
 	}
-	s := &Sink{p: p, topic: cfg.Topic, dlq: cfg.DeadLetterTopic, parts: parts}
-	if cfg.TransactionalID != "" {
-		s.progress = cfg.ProgressTopic
-	}
-	return s, nil
+	return &Sink{p: p, topic: cfg.Topic, dlq: cfg.DeadLetterTopic, progress: cfg.ProgressTopic, parts: parts}, nil
 }
 
 // Check makes a producer from cfg and closes it at once, before it has

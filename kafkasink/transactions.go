@@ -49,8 +49,8 @@ func (s *Sink) AbortTransaction(ctx context.Context) error {
 	return nil
 }
 
-// ProduceProgress writes a progress record, in the open transaction, to the
-// compacted progress topic.
+// ProduceProgress writes a progress record to the compacted progress topic,
+// in the open transaction if there is one.
 func (s *Sink) ProduceProgress(key, value []byte) error {
 	if s.progress == "" {
 		return errors.New("no progress topic configured")
@@ -60,6 +60,28 @@ func (s *Sink) ProduceProgress(key, value []byte) error {
 		Key:            key,
 		Value:          value,
 	}, nil)
+}
+
+// WriteProgress writes a progress record and waits until Kafka acknowledged
+// it. For a producer that is not transactional.
+func (s *Sink) WriteProgress(ctx context.Context, key, value []byte) error {
+	if s.progress == "" {
+		return errors.New("no progress topic configured")
+	}
+	done := make(chan kafka.Event, 1)
+	err := s.p.Produce(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &s.progress, Partition: 0}, Key: key, Value: value}, done)
+	if err != nil {
+		return fmt.Errorf("write progress: %w", err)
+	}
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("write progress: %w", ctx.Err())
+	case e := <-done:
+		if m, ok := e.(*kafka.Message); ok && m.TopicPartition.Error != nil {
+			return fmt.Errorf("write progress: %w", m.TopicPartition.Error)
+		}
+	}
+	return nil
 }
 
 // IsRetriable reports an error after which the same call may be made again.

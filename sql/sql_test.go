@@ -46,8 +46,8 @@ func TestMigrateIsIdempotentAndSafeWhenProcessesRace(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM schema_migrations").Scan(&applied); err != nil {
 		t.Fatal(err)
 	}
-	if applied != 4 {
-		t.Fatalf("schema_migrations has %d rows, want 4 (each migration once)", applied)
+	if applied != 5 {
+		t.Fatalf("schema_migrations has %d rows, want 5 (each migration once)", applied)
 	}
 
 	var cols []string

@@ -116,26 +116,11 @@ type backfill struct {
 // batch produces the next batch of rows and returns how many rows it read,
 // and the last id.
 func (bf *backfill) batch(ctx context.Context, after, upTo int64, limit int) (int, int64, error) {
-	ns, table := bf.pr.Table()
-	cols := bf.pr.SourceColumns()
-	idCol := slices.Index(cols, "id")
-	if idCol < 0 {
-		return 0, after, errors.New("backfill: the projection has no id column")
-	}
-	rows, err := bf.conn.Query(ctx, "SELECT "+replication.QuoteColumns(cols)+" FROM "+replication.QuoteTable(ns+"."+table)+
-		" WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3", after, upTo, limit)
-	if err != nil {
-		return 0, after, fmt.Errorf("read users after id %d: %w", after, err)
-	}
-	defer rows.Close()
-	rel := projection.Relation{Namespace: ns, Name: table}
-	for _, f := range rows.FieldDescriptions() {
-		rel.Columns = append(rel.Columns, projection.Column{Name: f.Name, TypeOID: f.DataTypeOID})
-	}
-	b, err := bf.pr.Bind(rel)
+	rows, b, idCol, err := selectUsers(ctx, bf.conn, bf.pr, after, upTo, limit, "")
 	if err != nil {
 		return 0, after, err
 	}
+	defer rows.Close()
 	n, last := 0, after
 	for rows.Next() {
 		vals, err := rows.Values()
@@ -173,7 +158,7 @@ func (bf *backfill) one(ctx context.Context, b projection.Binding, id int64, val
 	if !ok {
 		return nil
 	}
-	headers := bf.ce.backfilled(ev, bf.source, time.Now())
+	headers := bf.ce.copied(ev, bf.source, time.Now(), "userstream_backfill")
 	for {
 		err := bf.sink.Produce(ev.Key, ev.Value, headers, nil)
 		if err == nil {
@@ -187,6 +172,34 @@ func (bf *backfill) one(ctx context.Context, b projection.Binding, id int64, val
 			return err
 		}
 	}
+}
+
+// selectUsers reads up to limit rows with after < id <= upTo in id order,
+// their projection's source columns only, with where appended to the
+// condition ($4 on is its args), and binds the projection to them. idCol
+// is the id's position among the columns.
+func selectUsers(ctx context.Context, conn *pgx.Conn, pr projection.Projector, after, upTo int64, limit int, where string, args ...any) (pgx.Rows, projection.Binding, int, error) {
+	ns, table := pr.Table()
+	cols := pr.SourceColumns()
+	idCol := slices.Index(cols, "id")
+	if idCol < 0 {
+		return nil, nil, 0, errors.New("the projection has no id column")
+	}
+	rows, err := conn.Query(ctx, "SELECT "+replication.QuoteColumns(cols)+" FROM "+replication.QuoteTable(ns+"."+table)+
+		" WHERE id > $1 AND id <= $2"+where+" ORDER BY id LIMIT $3", append([]any{after, upTo, limit}, args...)...)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("read users after id %d: %w", after, err)
+	}
+	rel := projection.Relation{Namespace: ns, Name: table}
+	for _, f := range rows.FieldDescriptions() {
+		rel.Columns = append(rel.Columns, projection.Column{Name: f.Name, TypeOID: f.DataTypeOID})
+	}
+	b, err := pr.Bind(rel)
+	if err != nil {
+		rows.Close()
+		return nil, nil, 0, err
+	}
+	return rows, b, idCol, nil
 }
 
 func integerValue(v any) (int64, error) {

@@ -17,6 +17,7 @@ import (
 var (
 	specVersion = []byte("1.0")
 	contentJSON = []byte("application/json")
+	trueValue   = []byte("true")
 )
 
 // ceSource is the CloudEvents source of a table's events: a URI-reference
@@ -71,8 +72,9 @@ func (e *ceEncoder) streamed(ev projection.Event, source []byte, lsn pglogrepl.L
 	return e.headers
 }
 
-// backfilled is the header set of an event made from a row read by a query.
-func (e *ceEncoder) backfilled(ev projection.Event, source []byte, at time.Time) []kafka.Header {
+// copied is the header set of an event made from a row read by a query (a
+// snapshot or a backfill): ce_time is at, and the header flag says which.
+func (e *ceEncoder) copied(ev projection.Event, source []byte, at time.Time, flag string) []kafka.Header {
 	b := append(e.buf[:0], ev.Subject...)
 	subjectEnd := len(b)
 	b = appendCEID(b, ev)
@@ -80,7 +82,7 @@ func (e *ceEncoder) backfilled(ev projection.Event, source []byte, at time.Time)
 	b = at.UTC().AppendFormat(b, time.RFC3339Nano)
 	e.buf = b
 	e.headers = append(ceHeaders(e.headers[:0], e.typ(ev.Type), source, b[subjectEnd:idEnd], b[idEnd:], b[:subjectEnd]),
-		kafka.Header{Key: "userstream_backfill", Value: []byte("true")})
+		kafka.Header{Key: flag, Value: trueValue})
 	return e.headers
 }
 

@@ -37,6 +37,13 @@ type delivery interface {
 	committed(ctx context.Context, cur *txn) error
 	// idle is called when the reader returned without a message.
 	idle(ctx context.Context) error
+	// due is how soon idle has something to do.
+	due() time.Duration
+	// durable makes a snapshot chunk's records durable together with a
+	// cursor record saying they are: at-least-once waits for their delivery
+	// reports, then writes the cursor; exactly-once writes the cursor into
+	// the open Kafka transaction and commits it.
+	durable(ctx context.Context, c *chunk, key, cursor []byte) error
 	// finish makes what was produced durable at a clean stop.
 	finish(ctx context.Context, cur *txn) error
 }
@@ -56,6 +63,7 @@ func (d atLeastOnce) delivered(t *txn, deadLetter bool) {
 
 func (d atLeastOnce) committed(context.Context, *txn) error { return nil }
 func (d atLeastOnce) idle(context.Context) error            { return nil }
+func (d atLeastOnce) due() time.Duration                    { return time.Hour }
 
 // finish waits, bounded, for outstanding delivery reports.
 func (d atLeastOnce) finish(context.Context, *txn) error {
@@ -67,6 +75,20 @@ func (d atLeastOnce) finish(context.Context, *txn) error {
 		}
 	}
 	return nil
+}
+
+func (d atLeastOnce) durable(ctx context.Context, c *chunk, key, cursor []byte) error {
+	for c.outstanding.Load() > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		// A failed delivery ends the session from the report goroutine.
+		if err := d.p.reader.SendStatusIfDue(ctx); err != nil {
+			return err
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return d.p.sink.ProduceProgress(key, cursor)
 }
 
 var (

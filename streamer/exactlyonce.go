@@ -27,6 +27,7 @@ type exactlyOnce struct {
 	records int       // records in the open Kafka transaction
 	began   time.Time // when its first record was produced
 	last    *txn      // the transaction of its last record
+	extra   bool      // it holds records from outside the stream (a snapshot chunk)
 }
 
 // batched counts one PostgreSQL transaction's records in the open Kafka
@@ -127,17 +128,27 @@ func (d *exactlyOnce) committed(ctx context.Context, cur *txn) error {
 }
 
 func (d *exactlyOnce) idle(ctx context.Context) error {
-	if d.records == 0 {
-		d.p.reader.SetMaxWait(time.Second)
-		return nil
-	}
-	due := d.p.s.cfg.TransactionInterval - time.Since(d.began)
-	if due <= 0 {
+	if d.records > 0 && d.due() <= 0 {
 		return d.checkpoint(ctx)
 	}
-	// Wake up when the transaction is due, even if nothing else arrives.
-	d.p.reader.SetMaxWait(due)
 	return nil
+}
+
+// due is how long until the open transaction is due for commit; the reader
+// wakes up by then even if nothing else arrives.
+func (d *exactlyOnce) due() time.Duration {
+	if d.records == 0 {
+		return time.Hour
+	}
+	return d.p.s.cfg.TransactionInterval - time.Since(d.began)
+}
+
+func (d *exactlyOnce) durable(ctx context.Context, _ *chunk, key, cursor []byte) error {
+	if err := d.p.sink.ProduceProgress(key, cursor); err != nil {
+		return fmt.Errorf("produce the snapshot cursor: %w", err)
+	}
+	d.extra = true
+	return d.checkpoint(ctx)
 }
 
 func (d *exactlyOnce) finish(ctx context.Context, _ *txn) error {
@@ -147,24 +158,31 @@ func (d *exactlyOnce) finish(ctx context.Context, _ *txn) error {
 	return d.checkpoint(ctx)
 }
 
-// checkpoint ends the open Kafka transaction with a progress record, commits
-// it, hands its records to the tracker as delivered, and opens the next.
-func (d *exactlyOnce) checkpoint(ctx context.Context) error {
-	cfg := d.p.s.cfg
-	value, err := json.Marshal(progress{Slot: cfg.Slot, CommitLSN: d.last.lsn.String(), Records: d.last.seq, Complete: d.last.done})
+// produceProgress adds the stream's progress record to the open transaction.
+func (d *exactlyOnce) produceProgress() error {
+	slot := d.p.s.cfg.Slot
+	value, err := json.Marshal(progress{Slot: slot, CommitLSN: d.last.lsn.String(), Records: d.last.seq, Complete: d.last.done})
 	if err != nil {
 		return fmt.Errorf("encode progress: %w", err)
 	}
 	for {
-		err := d.p.sink.ProduceProgress([]byte(cfg.Slot), value)
-		if err == nil {
-			break
-		}
-		if !kafkasink.IsQueueFull(err) {
-			return fmt.Errorf("produce progress: %w", err)
+		err := d.p.sink.ProduceProgress([]byte(slot), value)
+		if err == nil || !kafkasink.IsQueueFull(err) {
+			return err
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// checkpoint ends the open Kafka transaction with a progress record, commits
+// it, hands its records to the tracker as delivered, and opens the next.
+func (d *exactlyOnce) checkpoint(ctx context.Context) error {
+	if d.last != nil {
+		if err := d.produceProgress(); err != nil {
+			return err
+		}
+	}
+	var err error
 	for {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		err = d.p.sink.CommitTransaction(cctx)
@@ -195,7 +213,6 @@ func (d *exactlyOnce) checkpoint(ctx context.Context) error {
 		d.p.s.metrics.observeCommitted(b.t, b.n-b.letters, b.letters, now)
 	}
 	clear(d.batch)
-	d.batch, d.records, d.last = d.batch[:0], 0, nil
-	d.p.reader.SetMaxWait(time.Second)
+	d.batch, d.records, d.last, d.extra = d.batch[:0], 0, nil, false
 	return d.p.sink.BeginTransaction()
 }

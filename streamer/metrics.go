@@ -17,6 +17,7 @@ type Metrics struct {
 	LagBytes       prometheus.Gauge
 	Latency        prometheus.Histogram
 	DeadLetters    prometheus.Counter
+	Snapshot       *prometheus.GaugeVec
 	role           *prometheus.GaugeVec
 	walStatus      *prometheus.GaugeVec
 }
@@ -53,6 +54,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DeadLetters: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "userstream_streamer_dead_letters_total", Help: "Poison changes (no valid event could be made) that Kafka acknowledged on the dead-letter topic.",
 		}),
+		Snapshot: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "userstream_streamer_snapshot_rows", Help: "The initial snapshot's rows: done (in Kafka) and total.",
+		}, []string{"rows"}),
 		walStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "userstream_streamer_slot_wal_status", Help: "1 for the slot's wal_status as last checked (reserved, extended, unreserved, lost).",
 		}, []string{"status"}),
@@ -60,7 +64,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "userstream_streamer_role", Help: "1 for the streamer's current role (active, standby, reconnecting, starting, stopped).",
 		}, []string{"role"}),
 	}
-	reg.MustRegister(m.Produced, m.Skipped, m.DeliveryErrors, m.Restarts, m.AckedLSN, m.ReceivedLSN, m.LagBytes, m.Latency, m.DeadLetters, m.role, m.walStatus)
+	reg.MustRegister(m.Produced, m.Skipped, m.DeliveryErrors, m.Restarts, m.AckedLSN, m.ReceivedLSN, m.LagBytes, m.Latency, m.DeadLetters, m.Snapshot, m.role, m.walStatus)
 	return m
 }
 

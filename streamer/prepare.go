@@ -56,9 +56,19 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 	if err != nil {
 		return plan{}, err
 	}
-	if slotMissing || len(missingPubs) > 0 {
-		if err := s.mayCreate(ctx, slotMissing, missingPubs); err != nil {
+	interrupted := false
+	if s.cfg.Snapshot == SnapshotInitial {
+		if interrupted, err = s.redoInterruptedFirstRun(ctx, conn, slotMissing); err != nil {
 			return plan{}, err
+		}
+		slotMissing = slotMissing || interrupted
+	}
+	if slotMissing || len(missingPubs) > 0 {
+		first := interrupted // nothing was streamed before a first run's snapshot was recorded
+		if !interrupted {
+			if first, err = s.mayCreate(ctx, slotMissing, missingPubs); err != nil {
+				return plan{}, err
+			}
 		}
 		for _, spec := range missingPubs {
 			if err := replication.CreatePublication(ctx, conn, spec); err != nil {
@@ -73,10 +83,9 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 			return plan{}, fmt.Errorf("%w: publication %s vanished right after it was created", errBeforeStart, s.cfg.Publication)
 		}
 		if slotMissing {
-			if _, err := replication.CreateSlot(ctx, conn, s.cfg.Slot); err != nil {
-				return plan{}, fmt.Errorf("%w: %w", errBeforeStart, err)
+			if err := s.createSlot(ctx, conn, first); err != nil {
+				return plan{}, err
 			}
-			s.log.Warn().Str("slot", s.cfg.Slot).Msg("created replication slot: rows committed before it are not streamed; if this is not the first run, run `streamer backfill --missing`")
 		}
 		if st, err = replication.Slot(ctx, conn, s.cfg.Slot); err != nil {
 			return plan{}, fmt.Errorf("%w: %w", errBeforeStart, err)
@@ -133,13 +142,11 @@ func (s *Streamer) publicationSpec(pr projection.Projector) replication.Publicat
 
 // mayCreate allows creating a missing slot or publication on the first run
 // only: when neither the topic nor the dead-letter topic ever held a record.
-func (s *Streamer) mayCreate(ctx context.Context, slotMissing bool, missingPubs []replication.PublicationSpec) error {
-	if s.cfg.CreateSlot {
-		return nil
-	}
-	sink, err := s.newSink(s.cfg.Kafka)
+// It reports whether this is the first run.
+func (s *Streamer) mayCreate(ctx context.Context, slotMissing bool, missingPubs []replication.PublicationSpec) (bool, error) {
+	sink, err := s.newSink(s.plainKafka())
 	if err != nil {
-		return permanent(err)
+		return false, permanent(err)
 	}
 	defer sink.Close()
 	kctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -147,16 +154,16 @@ func (s *Streamer) mayCreate(ctx context.Context, slotMissing bool, missingPubs 
 	streamed, err := sink.HasRecords(kctx, s.cfg.Kafka.Topic, s.cfg.Kafka.DeadLetterTopic, s.cfg.Kafka.ProgressTopic)
 	s.kafkaOK.Store(err == nil)
 	if err != nil {
-		return fmt.Errorf("%w: find out whether this is the first run: %w", errBeforeStart, err)
+		return false, fmt.Errorf("%w: find out whether this is the first run: %w", errBeforeStart, err)
 	}
-	if !streamed {
-		return nil
+	if !streamed || s.cfg.CreateSlot {
+		return !streamed, nil
 	}
 	what := fmt.Sprintf("replication slot %s does not exist", s.cfg.Slot)
 	if !slotMissing {
 		what = fmt.Sprintf("publication %s does not exist", missingPubs[0].Name)
 	}
-	return permanent(fmt.Errorf("%s, but topic %s already holds events: it was dropped, lost in a failover or a restore, or this is the wrong database. Rows committed since the last streamed position were NOT streamed, and a new slot would start from now. To recover without a gap: stop every streamer; start one with CREATE_SLOT=true (--create-slot) once, which creates the slot and publication from now; then run `streamer backfill --missing`, which sends every user that is in the table but not in the topic; consumers deduplicate on ce_id",
+	return false, permanent(fmt.Errorf("%s, but topic %s already holds events: it was dropped, lost in a failover or a restore, or this is the wrong database. Rows committed since the last streamed position were NOT streamed, and a new slot would start from now. To recover without a gap: stop every streamer; start one with CREATE_SLOT=true (--create-slot) once, which creates the slot and publication from now; then run `streamer backfill --missing`, which sends every user that is in the table but not in the topic; consumers deduplicate on ce_id",
 		what, s.cfg.Kafka.Topic))
 }
 

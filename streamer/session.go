@@ -64,6 +64,10 @@ func (s *Streamer) session(ctx context.Context, startLSN pglogrepl.LSN) error {
 		}
 		return fmt.Errorf("%w: %w", errBeforeStart, err)
 	}
+	if err := p.resumeSnapshot(ctx); err != nil {
+		return err
+	}
+	defer p.snap.close()
 	reader, err := replication.Open(ctx, replication.Config{
 		DSN: s.cfg.DatabaseURL, Slot: s.cfg.Slot, Publication: s.cfg.Publication,
 		StartLSN: pl.start, StatusInterval: s.cfg.StatusInterval,
@@ -118,7 +122,8 @@ type pipe struct {
 	acks     gate // what may be reported: the tracker, held back by the guard
 	guard    *guard
 	d        delivery
-	cur      *txn                          // the transaction being read, for a clean stop
+	cur      *txn // the transaction being read, for a clean stop
+	snap     *snapshotter
 	bindings map[uint32]projection.Binding // by relation id
 	names    map[uint32]string             // the name each bound relation id had when bound
 	sources  map[uint32][]byte             // ce_source per relation
@@ -148,6 +153,7 @@ func (p *pipe) read(ctx, gctx context.Context) error {
 		if gctx.Err() != nil {
 			return gctx.Err()
 		}
+		p.reader.SetMaxWait(min(p.d.due(), p.snap.due()))
 		v, err := p.reader.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -166,6 +172,9 @@ func (p *pipe) read(ctx, gctx context.Context) error {
 		}
 		if v == nil {
 			if err := p.d.idle(ctx); err != nil {
+				return err
+			}
+			if err := p.snap.step(gctx); err != nil {
 				return err
 			}
 			// A backlog's buffers stay in the Go heap after it drains; give them
@@ -199,6 +208,9 @@ func (p *pipe) read(ctx, gctx context.Context) error {
 			}
 			p.tracker.Commit(cur.Txn, m.EndLSN)
 			if err := p.d.committed(ctx, cur); err != nil {
+				return err
+			}
+			if err := p.snap.step(gctx); err != nil {
 				return err
 			}
 			cur, p.cur = nil, nil
@@ -365,6 +377,10 @@ func (p *pipe) deliver(ctx context.Context) error {
 					return fmt.Errorf("delivery failed: %w", err)
 				}
 				p.s.kafkaOK.Store(true)
+				if c, ok := e.Opaque.(*chunk); ok {
+					c.outstanding.Add(-1)
+					continue
+				}
 				t, ok := e.Opaque.(*txn)
 				if !ok {
 					continue // a progress record: committed with its transaction

@@ -51,6 +51,11 @@ type Config struct {
 	// (default 10,000).
 	TransactionInterval time.Duration
 	TransactionRecords  int
+	// Snapshot says whether the first run, which creates the slot, also
+	// sends the users that existed before it (initial, the default) or not
+	// (never). SnapshotChunk is its rows per query (default 1000).
+	Snapshot      Snapshot
+	SnapshotChunk int
 	// GuardInterval is how often the published tables are re-checked; the
 	// slot's reported position never passes the last passing check. Default 1 s.
 	GuardInterval time.Duration
@@ -92,9 +97,16 @@ func New(cfg Config, log zerolog.Logger, m *Metrics) *Streamer {
 			// the old one.
 			cfg.Kafka.TransactionalID = "userstream-" + cfg.Slot
 		}
-		if cfg.Kafka.ProgressTopic == "" {
-			cfg.Kafka.ProgressTopic = cfg.Kafka.Topic + ".progress"
-		}
+	}
+	if cfg.Kafka.ProgressTopic == "" {
+		// Exactly-once progress and the initial snapshot's state.
+		cfg.Kafka.ProgressTopic = cfg.Kafka.Topic + ".progress"
+	}
+	if cfg.Snapshot == "" {
+		cfg.Snapshot = SnapshotInitial
+	}
+	if cfg.SnapshotChunk <= 0 {
+		cfg.SnapshotChunk = 1000
 	}
 	if cfg.TransactionInterval <= 0 {
 		cfg.TransactionInterval = 20 * time.Millisecond

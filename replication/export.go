@@ -1,0 +1,73 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Boundary is what a new slot's exported snapshot saw: exactly the rows
+// committed before the slot's consistent point. Everything committed after
+// it is in the slot's stream, so a copy of the rows visible in Snapshot plus
+// the stream has every row once.
+type Boundary struct {
+	Snapshot string // pg_snapshot text, e.g. 728:730:729
+	MaxID    int64  // the largest id visible in it (0: empty table)
+	Rows     int64  // rows visible in it
+}
+
+// CreateSlotWithSnapshot creates a permanent pgoutput slot and reads, in the
+// snapshot it exports, the table's boundary. The export lives only while
+// the replication connection that made it stays idle, so it is imported at
+// once and described as a pg_snapshot that later queries filter with.
+func CreateSlotWithSnapshot(ctx context.Context, dsn, slot, table string) (Boundary, error) {
+	pcfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return Boundary{}, errors.New("parse DSN: it does not parse as a PostgreSQL DSN")
+	}
+	pcfg.RuntimeParams["replication"] = "database"
+	pcfg.RuntimeParams["application_name"] = "userstream-snapshot"
+	repl, err := pgconn.ConnectConfig(ctx, pcfg)
+	if err != nil {
+		return Boundary{}, fmt.Errorf("connect for replication: %w", err)
+	}
+	defer repl.Close(context.Background())
+	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, slot, "pgoutput",
+		pglogrepl.CreateReplicationSlotOptions{SnapshotAction: "EXPORT_SNAPSHOT", Mode: pglogrepl.LogicalReplication})
+	if err != nil {
+		return Boundary{}, fmt.Errorf("create slot %s: %w", slot, err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return Boundary{}, fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.Background())
+	var b Boundary
+	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+res.SnapshotName+"'"); err != nil {
+			return fmt.Errorf("import the slot's snapshot: %w", err)
+		}
+		return tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text, coalesce(max(id), 0), count(*) FROM "+QuoteTable(table)).
+			Scan(&b.Snapshot, &b.MaxID, &b.Rows)
+	})
+	if err != nil {
+		return Boundary{}, fmt.Errorf("read the snapshot of slot %s: %w", slot, err)
+	}
+	return b, nil
+}
+
+// VisibleIn is a SQL condition on a table's rows: the row was committed in
+// the pg_snapshot given as parameter $n. A row's xmin is a 32-bit xid; it is
+// widened to an xid8 with the snapshot's epoch (the previous one when it is
+// above the snapshot's xmax).
+func VisibleIn(n int) string {
+	s := fmt.Sprintf("$%d::pg_snapshot", n)
+	x := fmt.Sprintf("pg_snapshot_xmax(%s)::text::bigint", s)
+	wide := fmt.Sprintf("((%s & -4294967296) + xmin::text::bigint)", x)
+	return fmt.Sprintf("pg_visible_in_snapshot(greatest(CASE WHEN %s > %s THEN %s - 4294967296 ELSE %s END, 3)::text::xid8, %s)",
+		wide, x, wide, wide, s)
+}

@@ -1,0 +1,299 @@
+package streamer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/projection"
+	"github.com/userstream/userstream/replication"
+)
+
+// Snapshot is whether the first run sends the users that existed before it.
+type Snapshot string
+
+// The snapshot settings.
+const (
+	SnapshotInitial Snapshot = "initial"
+	SnapshotNever   Snapshot = "never"
+)
+
+// The initial snapshot. The first run creates the slot with an exported
+// snapshot and records, on the progress topic, that snapshot's boundary: the
+// rows it sees are exactly those committed before the slot's consistent
+// point, and everything after is in the slot's stream. While streaming goes
+// on, the session reads those rows in chunks by id, each chunk filtered to
+// the boundary (a row's xmin against the recorded pg_snapshot), and sends
+// them as events with the same ce_id as streamed ones. Each chunk is made
+// durable together with a cursor record, so a restarted streamer resumes
+// after the last durable chunk: in exactly-once mode, chunk and cursor
+// commit in one Kafka transaction, so no row is sent twice.
+
+// snapshotJob is the snapshot's state on the progress topic.
+type snapshotJob struct {
+	Slot     string    `json:"slot"`
+	State    string    `json:"state"` // creating, running or complete
+	Boundary string    `json:"boundary,omitempty"`
+	AfterID  int64     `json:"after_id"` // every row up to it is in Kafka
+	UpToID   int64     `json:"up_to_id"`
+	Total    int64     `json:"total"`
+	Done     int64     `json:"done"`
+	Started  time.Time `json:"started"` // the ce_time of every snapshot event, the same on every run
+}
+
+func (s *Streamer) snapshotKey() []byte { return []byte("snapshot/" + s.cfg.Slot) }
+
+// plainKafka is the Kafka configuration without a transactional id: for
+// the records written outside the stream's transactions.
+func (s *Streamer) plainKafka() kafkasink.Config {
+	k := s.cfg.Kafka
+	k.TransactionalID = ""
+	return k
+}
+
+func (s *Streamer) loadSnapshotJob(ctx context.Context) (snapshotJob, error) {
+	var job snapshotJob
+	b, err := kafkasink.LastValue(ctx, s.cfg.Kafka.Properties, s.cfg.Kafka.ProgressTopic, s.snapshotKey())
+	if err != nil || b == nil {
+		return job, err
+	}
+	if err := json.Unmarshal(b, &job); err != nil {
+		return job, permanent(fmt.Errorf("snapshot record on %s: %w", s.cfg.Kafka.ProgressTopic, err))
+	}
+	return job, nil
+}
+
+// redoInterruptedFirstRun finds a first run that created its slot but died
+// before recording the snapshot's boundary. Nothing was streamed from such a
+// slot, so it is dropped and the first run starts again.
+func (s *Streamer) redoInterruptedFirstRun(ctx context.Context, conn *pgx.Conn, slotMissing bool) (bool, error) {
+	kctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	job, err := s.loadSnapshotJob(kctx)
+	if err != nil {
+		return false, fmt.Errorf("%w: read the snapshot record: %w", errBeforeStart, err)
+	}
+	if job.State != "creating" {
+		return false, nil
+	}
+	if !slotMissing {
+		if err := replication.DropSlot(ctx, conn, s.cfg.Slot); err != nil {
+			return false, fmt.Errorf("%w: drop the slot of an interrupted first run: %w", errBeforeStart, err)
+		}
+	}
+	s.log.Warn().Str("slot", s.cfg.Slot).Msg("the first run was interrupted before its snapshot was recorded; starting it again")
+	return true, nil
+}
+
+// createSlot creates the slot: on the first run with SNAPSHOT=initial with
+// an exported snapshot whose boundary is recorded first.
+func (s *Streamer) createSlot(ctx context.Context, conn *pgx.Conn, first bool) error {
+	if !first || s.cfg.Snapshot != SnapshotInitial {
+		if _, err := replication.CreateSlot(ctx, conn, s.cfg.Slot); err != nil {
+			return fmt.Errorf("%w: %w", errBeforeStart, err)
+		}
+		s.log.Warn().Str("slot", s.cfg.Slot).Msg("created replication slot: rows committed before it are not streamed; if this is not the first run, run `streamer backfill --missing`")
+		return nil
+	}
+	sink, err := s.newSink(s.plainKafka())
+	if err != nil {
+		return permanent(err)
+	}
+	defer sink.Close()
+	kctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := sink.EnsureTopic(kctx); err != nil {
+		return fmt.Errorf("%w: %w", errBeforeStart, err)
+	}
+	write := func(job snapshotJob) error {
+		b, err := json.Marshal(job)
+		if err != nil {
+			return err
+		}
+		return sink.WriteProgress(kctx, s.snapshotKey(), b)
+	}
+	// The intent comes first: a slot whose boundary was never recorded is
+	// then known to be safe to drop and make again.
+	if err := write(snapshotJob{Slot: s.cfg.Slot, State: "creating"}); err != nil {
+		return fmt.Errorf("%w: %w", errBeforeStart, err)
+	}
+	ns, name := s.cfg.Projectors[0].Table()
+	b, err := replication.CreateSlotWithSnapshot(ctx, s.cfg.DatabaseURL, s.cfg.Slot, ns+"."+name)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errBeforeStart, err)
+	}
+	job := snapshotJob{Slot: s.cfg.Slot, State: "running", Boundary: b.Snapshot, UpToID: b.MaxID, Total: b.Rows, Started: time.Now().UTC()}
+	if b.Rows == 0 {
+		job.State = "complete"
+	}
+	if err := write(job); err != nil {
+		return fmt.Errorf("%w: %w", errBeforeStart, err)
+	}
+	s.log.Info().Str("slot", s.cfg.Slot).Int64("rows", b.Rows).Msg("created replication slot with a snapshot: the users that existed before it are sent while streaming goes on")
+	return nil
+}
+
+// chunk is a snapshot chunk's records in flight.
+type chunk struct {
+	outstanding atomic.Int64
+}
+
+// snapshotter sends the snapshot's chunks from the session's read loop.
+type snapshotter struct {
+	p       *pipe
+	job     snapshotJob
+	conn    *pgx.Conn
+	source  []byte
+	last    time.Time // last chunk
+	logged  time.Time
+	started time.Time
+	doneAt  int64 // rows done when this session started, for the rate
+}
+
+// resumeSnapshot picks up a snapshot that is not complete; p.snap stays nil
+// when there is none.
+func (p *pipe) resumeSnapshot(ctx context.Context) error {
+	kctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	job, err := p.s.loadSnapshotJob(kctx)
+	if err != nil {
+		if errors.Is(err, ErrPermanent) {
+			return err
+		}
+		return fmt.Errorf("%w: read the snapshot record: %w", errBeforeStart, err)
+	}
+	if job.State != "running" {
+		return nil
+	}
+	p.snap = &snapshotter{p: p, job: job, started: time.Now(), doneAt: job.Done}
+	p.s.log.Info().Int64("done", job.Done).Int64("total", job.Total).Int64("after_id", job.AfterID).Msg("snapshot: sending the users that existed before the slot while streaming")
+	return nil
+}
+
+// step sends the next chunk when one is due. It runs on the read goroutine,
+// between stream messages, so in exactly-once mode its records share the
+// stream's transactions without a lock.
+func (sn *snapshotter) step(ctx context.Context) error {
+	if sn == nil || sn.job.State != "running" || time.Since(sn.last) < 10*time.Millisecond {
+		return nil
+	}
+	sn.last = time.Now()
+	if sn.conn == nil {
+		conn, err := pgx.Connect(ctx, sn.p.s.cfg.DatabaseURL)
+		if err != nil {
+			return fmt.Errorf("snapshot: connect: %w", err)
+		}
+		sn.conn = conn
+	}
+	c := &chunk{}
+	n, last, err := sn.send(ctx, c)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		sn.job.State = "complete"
+	} else {
+		sn.job.AfterID, sn.job.Done = last, sn.job.Done+int64(n)
+	}
+	cursor, err := json.Marshal(sn.job)
+	if err != nil {
+		return err
+	}
+	if err := sn.p.d.durable(ctx, c, sn.p.s.snapshotKey(), cursor); err != nil {
+		return fmt.Errorf("snapshot chunk after id %d: %w", sn.job.AfterID, err)
+	}
+	sn.report()
+	return nil
+}
+
+// send produces the next chunk's events and returns how many rows it read
+// and the last id.
+func (sn *snapshotter) send(ctx context.Context, c *chunk) (int, int64, error) {
+	pr := sn.p.s.cfg.Projectors[0]
+	ns, name := pr.Table()
+	rows, b, idCol, err := selectUsers(ctx, sn.conn, pr, sn.job.AfterID, sn.job.UpToID, sn.p.s.cfg.SnapshotChunk,
+		" AND "+replication.VisibleIn(4), sn.job.Boundary)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer rows.Close()
+	if sn.source == nil {
+		sn.source = []byte(ceSource(sn.p.reader.SystemID(), sn.p.reader.Database(), ns, name))
+	}
+	n, last := 0, sn.job.AfterID
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			return n, last, fmt.Errorf("snapshot: read a user: %w", err)
+		}
+		if last, err = integerValue(vals[idCol]); err != nil {
+			return n, last, err
+		}
+		n++
+		ev, ok, err := b.Project(projection.Insert, valuesRow(vals))
+		if errors.Is(err, projection.ErrValue) {
+			sn.p.s.log.Warn().Int64("id", last).Str("error", err.Error()).Msg("snapshot: the row makes no valid event; skipped")
+			continue
+		}
+		if err != nil || !ok {
+			return n, last, err
+		}
+		headers := sn.p.ce.copied(ev, sn.source, sn.job.Started, "userstream_snapshot")
+		c.outstanding.Add(1)
+		for {
+			err := sn.p.sink.Produce(ev.Key, ev.Value, headers, c)
+			if err == nil {
+				break
+			}
+			if !kafkasink.IsQueueFull(err) {
+				return n, last, fmt.Errorf("snapshot: produce: %w", err)
+			}
+			if err := sn.p.reader.SendStatusIfDue(ctx); err != nil {
+				return n, last, err
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	return n, last, rows.Err()
+}
+
+func (sn *snapshotter) report() {
+	m := sn.p.s.metrics
+	m.Snapshot.WithLabelValues("done").Set(float64(sn.job.Done))
+	m.Snapshot.WithLabelValues("total").Set(float64(sn.job.Total))
+	if sn.job.State == "complete" {
+		sn.p.s.log.Info().Int64("rows", sn.job.Done).Msg("snapshot complete")
+		return
+	}
+	if time.Since(sn.logged) < 5*time.Second {
+		return
+	}
+	sn.logged = time.Now()
+	rate := float64(sn.job.Done-sn.doneAt) / time.Since(sn.started).Seconds()
+	ev := sn.p.s.log.Info().Int64("done", sn.job.Done).Int64("total", sn.job.Total).Float64("rows_per_second", rate)
+	if rate > 0 && sn.job.Total > sn.job.Done {
+		ev = ev.Dur("eta", time.Duration(float64(sn.job.Total-sn.job.Done)/rate*float64(time.Second)))
+	}
+	ev.Msg("snapshot progress")
+}
+
+// due is how soon the next chunk is: a running snapshot keeps the reader
+// from waiting long for stream messages.
+func (sn *snapshotter) due() time.Duration {
+	if sn == nil || sn.job.State != "running" {
+		return time.Hour
+	}
+	return 10*time.Millisecond - time.Since(sn.last)
+}
+
+func (sn *snapshotter) close() {
+	if sn != nil && sn.conn != nil {
+		sn.conn.Close(context.Background())
+	}
+}
