@@ -29,7 +29,7 @@ type Config struct {
 	// ProgressTopic, when set, receives progress records: a compacted topic
 	// EnsureTopic creates beside Topic.
 	ProgressTopic string
-	Partitions      int // for a topic the sink creates; default 6
+	Partitions    int // for a topic the sink creates; default 6
 	// Properties are librdkafka settings (bootstrap.servers, security.protocol,
 	// sasl.*, ssl.*, …); they override the defaults below, except the ones
 	// the delivery guarantees rest on.
