@@ -192,6 +192,7 @@ func (a *Archiver) add(ctx context.Context, msg *kafka.Message) error {
 	if err := p.open.add(s, r); err != nil {
 		return fmt.Errorf("%s partition %d: %w", a.cfg.Topic, tp.Partition, err)
 	}
+	a.m.Read.Inc()
 	if p.open.full(a.cfg.Roll) {
 		return a.roll(ctx, tp.Partition, p)
 	}

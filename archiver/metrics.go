@@ -9,6 +9,7 @@ import (
 
 // Metrics are the archiver's Prometheus series.
 type Metrics struct {
+	Read          prometheus.Counter
 	Files         prometheus.Counter
 	Bytes         prometheus.Counter
 	Events        prometheus.Counter
@@ -23,6 +24,9 @@ type Metrics struct {
 // NewMetrics registers the archiver's series with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		Read: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "userstream_archiver_records_read_total", Help: "Records read from Kafka into open files (durable only once their file is written).",
+		}),
 		Files: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "userstream_archiver_files_written_total", Help: "Parquet files made durable in the lake.",
 		}),
@@ -52,7 +56,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	since := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "userstream_archiver_seconds_since_last_roll", Help: "Seconds since the last file was made durable (or since start).",
 	}, func() float64 { return time.Since(time.Unix(0, m.lastRollNanos.Load())).Seconds() })
-	reg.MustRegister(m.Files, m.Bytes, m.Events, m.Duplicates, m.CommitErrors, m.PutRetries, m.Lag, m.Partitions, since)
+	reg.MustRegister(m.Read, m.Files, m.Bytes, m.Events, m.Duplicates, m.CommitErrors, m.PutRetries, m.Lag, m.Partitions, since)
 	return m
 }
 

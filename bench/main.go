@@ -89,6 +89,11 @@ func run(ctx context.Context) error {
 			rep.latencies, err = b.latency(ctx, []int{1000, 5000})
 			return err
 		}},
+		{"archiver", func(ctx context.Context) error {
+			var err error
+			rep.archive, err = b.archive(ctx, cfg.bigRows)
+			return err
+		}},
 		{"API", func(ctx context.Context) error {
 			var err error
 			rep.apis, err = b.api(ctx, []int{16, 64})
@@ -96,6 +101,9 @@ func run(ctx context.Context) error {
 		}},
 	}
 	for _, s := range steps {
+		if only := os.Getenv("BENCH_ONLY"); only != "" && s.name != only {
+			continue // BENCH_ONLY=archiver runs one step (its report lacks the others)
+		}
 		fmt.Fprintf(os.Stderr, "bench: %s...\n", s.name)
 		if err := s.do(ctx); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)

@@ -19,6 +19,7 @@ type report struct {
 	freshIdleRSS int64
 	latencies    []latencyResult
 	apis         []apiResult
+	archive      archiveResult
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
@@ -50,6 +51,9 @@ func (r report) markdown(versions string) string {
 			l.rate, l.sent, float64(l.sent)/r.cfg.window.Seconds(), l.received, ms(l.p50), ms(l.p95), ms(l.p99), ms(l.max), l.ackP50, l.ackP99, 100*l.cpuBusy)
 	}
 
+	if r.archive.events > 0 {
+		b.WriteString(r.archive.markdown())
+	}
 	b.WriteString("\n## The users API\n\n")
 	fmt.Fprintf(&b, "wrk with closed-loop connections (2 threads), each request a distinct valid user (bench/users.lua), for %s per row; wrk runs on the same 2 cores, as pgbench does. The ceiling is pgbench running the same single-row INSERT … RETURNING at the same concurrency against the same PostgreSQL.\n\n", r.cfg.window)
 	b.WriteString("| clients | created/s | p50 | p99 | errors | pgbench INSERTs/s | ratio |\n|---|---|---|---|---|---|---|\n")
