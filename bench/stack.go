@@ -148,8 +148,11 @@ func (p *proc) status(field string) int64 {
 }
 
 // cpu is the process's user+system CPU time so far.
-func (p *proc) cpu() time.Duration {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+func (p *proc) cpu() time.Duration { return procCPU(p.cmd.Process.Pid) }
+
+// procCPU is a running process's user+system CPU time, 0 when it is gone.
+func procCPU(pid int) time.Duration {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	s := string(b)
 	if i := strings.LastIndexByte(s, ')'); i >= 0 {
 		f := strings.Fields(s[i+1:])

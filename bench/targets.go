@@ -1,0 +1,62 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// target is one of issue 13's targets, judged on this run's figures.
+type target struct {
+	figure, want, got string
+	met               bool
+}
+
+// targetsMarkdown judges this run against issue 13's targets, in both
+// delivery modes, with each figure beside the ceiling of the same run.
+func (r report) targetsMarkdown(b *strings.Builder) {
+	var ts []target
+	for _, c := range r.catchUps {
+		if len(c.ceilings) == 0 {
+			continue
+		}
+		v1 := c.ceilings[0].rate(c.rows)
+		for _, s := range c.streamers {
+			ratio := s.rate(c.rows) / v1
+			want := fmt.Sprintf("≥ %.1f× pg_recvlogical v1", c.minRatio)
+			if c.aimRatio > 0 {
+				want += fmt.Sprintf(" (aim %.1f×)", c.aimRatio)
+			}
+			ts = append(ts, target{fmt.Sprintf("catch-up, %s, %s", c.name, s.reader), want,
+				fmt.Sprintf("%.2f× (%.0f events/s against %.0f rows/s)", ratio, s.rate(c.rows), v1), ratio >= c.minRatio})
+			perM := s.cpu.Seconds() * 1e6 / float64(c.rows)
+			ts = append(ts, target{fmt.Sprintf("CPU per million events, %s, %s", c.name, s.reader), "≤ 6 s",
+				fmt.Sprintf("%.1f s", perM), perM <= 6})
+			ts = append(ts, target{fmt.Sprintf("peak RSS, %s, %s", c.name, s.reader), "≤ 128 MiB (aim 64 MiB)",
+				mib(s.peakRSS), s.peakRSS <= 128<<20})
+		}
+	}
+	for _, l := range r.latencies {
+		if l.rate != 1000 {
+			continue
+		}
+		ts = append(ts, target{fmt.Sprintf("p99 commit→consumer at 1,000 inserts/s, %s", l.mode), "≤ 25 ms",
+			fmt.Sprintf("%s (%d of %d received)", ms(l.p99), l.received, l.sent), l.p99 <= 25*time.Millisecond && l.received == l.sent})
+	}
+	for _, a := range r.apis {
+		ratio := a.rate / a.pgbenchTPS
+		ts = append(ts, target{fmt.Sprintf("API at %d clients", a.clients), "≥ 0.5× pgbench, p99 ≤ 25 ms, 0 errors",
+			fmt.Sprintf("%.2f×, p99 %s, %d errors", ratio, ms(a.p99), a.errors), ratio >= 0.5 && a.p99 <= 25*time.Millisecond && a.errors == 0})
+	}
+	if len(ts) == 0 {
+		return
+	}
+	b.WriteString("\n## Issue 13's targets in this run\n\n| figure | target | this run | |\n|---|---|---|---|\n")
+	for _, t := range ts {
+		verdict := "missed"
+		if t.met {
+			verdict = "met"
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", t.figure, t.want, t.got, verdict)
+	}
+}
