@@ -38,6 +38,19 @@ func (r report) catchUpMarkdown(b *strings.Builder) {
 				run.cpu.Seconds()*perM, run.walsenderCPU.Seconds(), run.walsenderCPU.Seconds()*perM, 100*run.busy, rss, idle)
 		}
 	}
+	for _, c := range r.catchUps {
+		if c.aimRatio == 0 || len(c.ceilings) == 0 {
+			continue
+		}
+		for _, s := range c.streamers {
+			// Nothing reads a large transaction faster than PostgreSQL
+			// decodes it: a streamer ahead of pg_recvlogical means a broken
+			// ceiling, not a fast streamer.
+			if s.rate(c.rows) >= c.ceilings[0].rate(c.rows) {
+				fmt.Fprintf(b, "\n**The ceiling is suspect:** %s outran pg_recvlogical v1 on %s.\n", s.reader, c.name)
+			}
+		}
+	}
 	if len(keepalive) == 0 {
 		b.WriteString("\nEvery pg_recvlogical run above ended on a WAL record at or past `--endpos`, none waited for a keepalive (see *The ceiling* below).\n")
 	} else {
