@@ -202,8 +202,14 @@ func (b *bench) insertBig(ctx context.Context, rows int) error {
 	return err
 }
 
-// insertSingles commits rows one-row transactions with pgbench (4 clients).
+// insertSingles commits rows one-row transactions with pgbench, over 16
+// clients so that durable commits share their WAL flushes and the backlog
+// builds in well under a minute.
 func (b *bench) insertSingles(ctx context.Context, rows int) error {
+	const clients = 16
+	if rows%clients != 0 {
+		return fmt.Errorf("%d single-row transactions: want a multiple of %d, one share per pgbench client", rows, clients)
+	}
 	script, err := os.CreateTemp("", "bench-*.sql")
 	if err != nil {
 		return err
@@ -211,8 +217,8 @@ func (b *bench) insertSingles(ctx context.Context, rows int) error {
 	defer os.Remove(script.Name())
 	fmt.Fprintln(script, "INSERT INTO users (username, country_code, created_at, api_version) VALUES ('single-' || gen_random_uuid(), 'NL', now(), 'bench');")
 	script.Close()
-	cmd := exec.CommandContext(ctx, filepath.Join(b.cfg.pgBin, "pgbench"), "-n", "-c", "4", "-j", "2",
-		"-t", fmt.Sprint(rows/4), "-f", script.Name(), b.dsn)
+	cmd := exec.CommandContext(ctx, filepath.Join(b.cfg.pgBin, "pgbench"), "-n", "-c", fmt.Sprint(clients), "-j", "2",
+		"-t", fmt.Sprint(rows/clients), "-f", script.Name(), b.dsn)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("pgbench: %w\n%s", err, out)
 	}
