@@ -35,8 +35,9 @@ func TestTheStreamerStreamsWithOnlyWriteAndDescribeOnItsTopics(t *testing.T) {
 		return map[string]string{"bootstrap.servers": b.Addr(), "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN",
 			"sasl.username": user, "sasl.password": user + "-pw"}
 	}
-	// The platform team creates the topic and its dead-letter topic.
-	admin, err := kafkasink.New(kafkasink.Config{Topic: "users.created", DeadLetterTopic: "users.created.dlq", Partitions: 3, Properties: sasl("admin")})
+	// The platform team creates the topic, its dead-letter topic and the
+	// progress topic.
+	admin, err := kafkasink.New(kafkasink.Config{Topic: "users.created", DeadLetterTopic: "users.created.dlq", ProgressTopic: "users.created.progress", Partitions: 3, Properties: sasl("admin")})
 	if err != nil {
 		t.Fatal(err)
 	}
