@@ -29,6 +29,7 @@ type readerRun struct {
 	peakRSS      int64         // streamer only
 	idleRSS      int64
 	profileTop   string
+	readBack     int // streamer only: records a read_committed consumer read from its topic afterwards
 }
 
 func (r readerRun) rate(rows int) float64 { return float64(rows) / r.wall.Seconds() }
@@ -109,7 +110,7 @@ func (b *bench) streamerCatchUp(ctx context.Context, slot, mode string, end pglo
 	}
 	busy0, total0 := cpuTicks()
 	started := time.Now()
-	p, err := b.startStreamer(slot, "bench."+slot, extra...)
+	p, err := b.startStreamer(slot, topicFor(slot), extra...)
 	if err != nil {
 		return r, err
 	}
@@ -149,7 +150,16 @@ func (b *bench) streamerCatchUp(ctx context.Context, slot, mode string, end pglo
 	}
 	time.Sleep(5 * time.Second) // idle: nothing new to read
 	r.idleRSS = p.status("VmRSS")
-	return r, p.stop()
+	if err := p.stop(); err != nil {
+		return r, err
+	}
+	if r.readBack, err = readBack(ctx, b.cfg.kafka, topicFor(slot), rows, time.Second); err != nil {
+		return r, err
+	}
+	if r.readBack < rows {
+		return r, fmt.Errorf("slot confirmed the range end, but a read_committed consumer read only %d of %d events", r.readBack, rows)
+	}
+	return r, nil
 }
 
 // profile records a CPU profile of the streamer's first seconds of catch-up
@@ -250,7 +260,7 @@ func (b *bench) freshIdleRSS(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	defer b.dropSlot(context.Background(), slot)
-	p, err := b.startStreamer(slot, "bench."+slot)
+	p, err := b.startStreamer(slot, topicFor(slot))
 	if err != nil {
 		return 0, err
 	}

@@ -38,6 +38,15 @@ func (r report) catchUpMarkdown(b *strings.Builder) {
 				run.cpu.Seconds()*perM, run.walsenderCPU.Seconds(), run.walsenderCPU.Seconds()*perM, 100*run.busy, rss, idle)
 		}
 	}
+	var readBack []string
+	for _, c := range r.catchUps {
+		for _, s := range c.streamers {
+			readBack = append(readBack, fmt.Sprintf("%s, %s: %d of %d", c.name, s.reader, s.readBack, c.rows))
+		}
+	}
+	if len(readBack) > 0 {
+		fmt.Fprintf(b, "\nAfter each streamer run, a read_committed consumer read its topic back from the start (the bench fails when it finds fewer events than rows; more would be duplicates): %s.\n", strings.Join(readBack, "; "))
+	}
 	for _, c := range r.catchUps {
 		if c.aimRatio == 0 || len(c.ceilings) == 0 {
 			continue

@@ -51,7 +51,7 @@ func (b *bench) latency(ctx context.Context, mode string, rates []int) ([]latenc
 		return nil, err
 	}
 	defer b.dropSlot(context.Background(), slot)
-	topic := "bench." + slot
+	topic := topicFor(slot)
 	p, err := b.startStreamer(slot, topic, "DELIVERY="+mode)
 	if err != nil {
 		return nil, err
