@@ -55,23 +55,31 @@ func (s *stack) exec(sql string, args ...any) {
 	}
 }
 
-// recover follows the documented recovery: a streamer started once with
-// CREATE_SLOT=true, then backfill --missing. It returns the backfill's
-// report line.
+// recoverWithBackfill follows the documented recoveries. After a lost slot
+// (createSlot): a streamer started once with CREATE_SLOT=true, then
+// backfill --missing. After a publication or table stop: backfill --missing
+// first (it also records the publication as it now is), then the streamer.
+// It returns the backfill's report line.
 func (s *stack) recoverWithBackfill(createSlot bool) (*e2e.Process, string) {
 	s.t.Helper()
-	var env []string
-	if createSlot {
-		env = append(env, "CREATE_SLOT=true")
+	active := func(p *e2e.Process) {
+		e2e.WaitFor(s.t, time.Minute, "the recovering streamer to hold the slot", func() bool {
+			var active bool
+			err := s.pool.QueryRow(context.Background(), "SELECT active FROM pg_replication_slots WHERE slot_name = $1", s.slot).Scan(&active)
+			return err == nil && active
+		})
 	}
-	p := s.streamer(0, env...)
-	e2e.WaitFor(s.t, time.Minute, "the recovering streamer to hold the slot", func() bool {
-		var active bool
-		err := s.pool.QueryRow(context.Background(), "SELECT active FROM pg_replication_slots WHERE slot_name = $1", s.slot).Scan(&active)
-		return err == nil && active
-	})
+	var p *e2e.Process
+	if createSlot {
+		p = s.streamer(0, "CREATE_SLOT=true")
+		active(p)
+	}
 	out := s.command("backfill", "--missing")
 	line := out[strings.LastIndex(strings.TrimRight(out, "\n"), "\n")+1:]
+	if !createSlot {
+		p = s.streamer(0)
+		active(p)
+	}
 	return p, strings.TrimSpace(line)
 }
 

@@ -212,9 +212,14 @@ func (s *Sink) EnsureTopic(ctx context.Context) error {
 		case kafka.ErrNoError:
 		case kafka.ErrUnknownTopicOrPart, kafka.ErrUnknownTopic:
 			spec := kafka.TopicSpecification{Topic: d.Name, NumPartitions: parts[d.Name], ReplicationFactor: -1}
-			if d.Name == s.progress {
+			switch d.Name {
+			case s.progress:
 				// Only the last progress record per key matters.
 				spec.Config = map[string]string{"cleanup.policy": "compact"}
+			case s.dlq:
+				// A dead letter may be the only copy of its row's event: keep it
+				// until someone deals with it.
+				spec.Config = map[string]string{"retention.ms": "-1"}
 			}
 			missing = append(missing, spec)
 		case kafka.ErrTopicAuthorizationFailed:

@@ -28,6 +28,12 @@ var (
 // PublishedTable is a table as a passing CheckPublication found it.
 type PublishedTable struct {
 	OID uint32 // the relation id pgoutput's Relation messages carry
+	// Fingerprint changes with every write to the publication's catalog
+	// rows for the table (their oids and xmins): a change that was undone
+	// again (a row filter added and removed, the table dropped from the
+	// publication and added back) still changes it, although pgoutput
+	// decoded the WAL in between without the table's rows.
+	Fingerprint string
 }
 
 // CreateSQL is the statement that creates the publication as the streamer
@@ -75,6 +81,7 @@ func CheckPublication(ctx context.Context, conn *pgx.Conn, spec PublicationSpec)
 		oid                                                                  *uint32
 		relkind                                                              *string
 		cols                                                                 []string
+		fingerprint                                                          string
 	)
 	err := conn.QueryRow(ctx, `WITH t AS (SELECT c.oid, c.relkind, c.relnamespace FROM pg_class c WHERE c.oid = to_regclass($2::text))
 		SELECT p.puballtables, p.pubinsert, p.pubviaroot,
@@ -82,11 +89,12 @@ func CheckPublication(ctx context.Context, conn *pgx.Conn, spec PublicationSpec)
 			r.prrelid IS NOT NULL, r.prqual IS NOT NULL, r.prrelid IS NOT NULL AND r.prattrs IS NULL,
 			coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
 			          WHERE a.attrelid = r.prrelid AND a.attnum = ANY(r.prattrs)), '{}'),
-			EXISTS (SELECT 1 FROM pg_publication_namespace n JOIN t ON n.pnnspid = t.relnamespace WHERE n.pnpubid = p.oid)
+			EXISTS (SELECT 1 FROM pg_publication_namespace n JOIN t ON n.pnnspid = t.relnamespace WHERE n.pnpubid = p.oid),
+			format('publication %s/%s, member %s/%s, table %s', p.oid, p.xmin, r.oid, r.xmin, (SELECT t.oid FROM t))
 		FROM pg_publication p
 		LEFT JOIN pg_publication_rel r ON r.prpubid = p.oid AND r.prrelid = (SELECT t.oid FROM t)
 		WHERE p.pubname = $1`, spec.Name, QuoteTable(spec.Table)).
-		Scan(&allTables, &inserts, &viaRoot, &oid, &relkind, &member, &filtered, &allColumns, &cols, &viaSchema)
+		Scan(&allTables, &inserts, &viaRoot, &oid, &relkind, &member, &filtered, &allColumns, &cols, &viaSchema, &fingerprint)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return PublishedTable{}, fmt.Errorf("publication %s: %w", spec.Name, ErrPublicationMissing)
 	}
@@ -129,5 +137,5 @@ func CheckPublication(ctx context.Context, conn *pgx.Conn, spec PublicationSpec)
 		return PublishedTable{}, fmt.Errorf("%w: publication %s: %s. Fix it as the table's owner: %s",
 			ErrPublication, spec.Name, strings.Join(problems, "; "), spec.fixSQL(allTables))
 	}
-	return PublishedTable{OID: *oid}, nil
+	return PublishedTable{OID: *oid, Fingerprint: fingerprint}, nil
 }

@@ -76,6 +76,9 @@ var (
 	// tells which from the slot's wal_status, never from the message text,
 	// which a server may localize.
 	ErrSlotUnusable = errors.New("replication slot cannot be read")
+	// ErrPublicationGone is pgoutput failing to find the publication while
+	// decoding: it was dropped, and the WAL since cannot be decoded.
+	ErrPublicationGone = errors.New("the publication was dropped while the slot still had WAL to decode")
 )
 
 // Open connects and starts streaming from cfg.StartLSN.
@@ -172,7 +175,13 @@ func (r *Reader) Next(ctx context.Context) (any, error) {
 				return v, err
 			}
 		case *pgproto3.ErrorResponse:
-			return nil, fmt.Errorf("replication stream: %w", classify(pgconn.ErrorResponseToPgError(msg)))
+			pgErr := pgconn.ErrorResponseToPgError(msg)
+			if pgErr.Code == "42704" {
+				// undefined_object while streaming: the slot is ours, so it is
+				// the publication, which pgoutput looks up as it decodes.
+				return nil, fmt.Errorf("replication stream: %w: %w", ErrPublicationGone, pgErr)
+			}
+			return nil, fmt.Errorf("replication stream: %w", classify(pgErr))
 		default:
 			return nil, fmt.Errorf("replication stream: unexpected message %T", msg)
 		}

@@ -62,9 +62,17 @@ func (s *Streamer) Backfill(ctx context.Context, r BackfillRange) (BackfillResul
 		}
 	}
 	var present idSet
+	var tables map[uint32]published
 	if r.Missing {
-		// Read after max(id): a user committed meanwhile is either in the
-		// topic or above UpToID, and then streamed by the slot.
+		// Rows committed after max(id) was read, even with lower ids, are
+		// the slot's to stream: without a slot they would be missed.
+		if _, err := replication.Slot(ctx, conn, s.cfg.Slot); err != nil {
+			return res, fmt.Errorf("backfill --missing needs the slot to stream what commits while it runs (start the streamer once with CREATE_SLOT=true first): %w", err)
+		}
+		var missingPubs []replication.PublicationSpec
+		if tables, missingPubs, err = s.checkPublications(ctx, conn); err != nil || len(missingPubs) > 0 {
+			return res, fmt.Errorf("backfill --missing needs the publication as the streamer needs it (missing: %v): %w", missingPubs, err)
+		}
 		err := kafkasink.ReadKeys(ctx, s.cfg.Kafka.Properties, s.cfg.Kafka.Topic, func(key []byte) {
 			if id, err := strconv.ParseInt(string(key), 10, 64); err == nil {
 				present.add(id)
@@ -97,7 +105,20 @@ func (s *Streamer) Backfill(ctx context.Context, r BackfillRange) (BackfillResul
 		after = last
 		s.log.Info().Int64("through_id", after).Int64("up_to_id", r.UpToID).Int("produced", res.Produced).Msg("backfill progress")
 	}
-	return res, s.awaitDeliveries(sink, &res, nil)
+	if err := s.awaitDeliveries(sink, &res, nil); err != nil {
+		return res, err
+	}
+	if res.Poison > 0 {
+		return res, fmt.Errorf("%d users make no valid event and were not sent (their ids are in the log; the streamer sends such rows to the dead-letter topic)", res.Poison)
+	}
+	if r.Missing {
+		// The recovery is done: the publication as it is now is the one the
+		// streamer checks from here on.
+		if err := s.recordFingerprint(ctx, fingerprintOf(tables)); err != nil {
+			return res, fmt.Errorf("record the publication: %w", err)
+		}
+	}
+	return res, nil
 }
 
 // backfill is one run's state.

@@ -3,6 +3,7 @@ package streamer
 import (
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -25,8 +26,12 @@ var (
 // percent-encoded so that any database name gives a valid URI.
 func ceSource(systemID, database, namespace, table string) string {
 	return "postgresql://" + url.PathEscape(systemID) + "/" + url.PathEscape(database) + "/" +
-		url.PathEscape(namespace) + "." + url.PathEscape(table)
+		escapeDots(url.PathEscape(namespace)) + "." + escapeDots(url.PathEscape(table))
 }
+
+// escapeDots keeps schema "a.b" with table "c" apart from schema "a" with
+// table "b.c".
+func escapeDots(s string) string { return strings.ReplaceAll(s, ".", "%2E") }
 
 // appendCEID appends the event's id: its type and subject. A user is created
 // once, so every copy of its creation (streamed, replayed after a crash,

@@ -34,11 +34,13 @@ func TestAFatalProducerErrorRecreatesTheProducerAndLosesNothing(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry())
 	s := New(Config{DatabaseURL: dsn, Slot: slot, Kafka: kafkasink.Config{Topic: topic, Partitions: 3,
 		Properties: map[string]string{"bootstrap.servers": bootstrap}}}, zerolog.Nop(), m)
+	// The session's producer is the last one made before events flow:
+	// prepare makes short-lived ones first, to look at the topics.
 	var first atomic.Pointer[kafkasink.Sink]
 	s.newSink = func(c kafkasink.Config) (*kafkasink.Sink, error) {
 		sink, err := kafkasink.New(c)
 		if err == nil {
-			first.CompareAndSwap(nil, sink)
+			first.Store(sink)
 		}
 		return sink, err
 	}

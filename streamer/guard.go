@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/userstream/userstream/checkpoint"
-	"github.com/userstream/userstream/projection"
 	"github.com/userstream/userstream/replication"
 )
 
@@ -26,10 +25,12 @@ import (
 // check that passed, and a failed check stops the streamer.
 type guard struct {
 	s           *Streamer
-	tables      map[uint32]projection.Projector
+	tables      map[uint32]published
 	safe        atomic.Uint64 // pglogrepl.LSN
-	lastWALWarn time.Time     // rate-limits the warning about a slot about to be lost
-	lastErrLog  time.Time     // rate-limits the warning about failing checks
+	lifted      atomic.Bool   // the server is shutting down: no hold until a check passes again
+	lastPass    time.Time
+	lastWALWarn time.Time // rate-limits the warning about a slot about to be lost
+	lastErrLog  time.Time // rate-limits the warning about failing checks
 }
 
 func newGuard(s *Streamer, p plan) *guard {
@@ -39,7 +40,12 @@ func newGuard(s *Streamer, p plan) *guard {
 }
 
 // Safe is the highest position the last passing check vouches for.
-func (g *guard) Safe() pglogrepl.LSN { return pglogrepl.LSN(g.safe.Load()) }
+func (g *guard) Safe() pglogrepl.LSN {
+	if g.lifted.Load() {
+		return pglogrepl.LSN(math.MaxUint64)
+	}
+	return pglogrepl.LSN(g.safe.Load())
+}
 
 // serverShuttingDown lifts the hold when the server refuses connections
 // because it is shutting down (SQLSTATE 57P03). A walsender then waits for
@@ -51,7 +57,7 @@ func (g *guard) Safe() pglogrepl.LSN { return pglogrepl.LSN(g.safe.Load()) }
 func (g *guard) serverShuttingDown(err error) {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "57P03" {
-		g.safe.Store(math.MaxUint64)
+		g.lifted.Store(true)
 	}
 }
 
@@ -61,6 +67,7 @@ func (g *guard) serverShuttingDown(err error) {
 func (g *guard) run(ctx context.Context, stop <-chan struct{}) error {
 	t := time.NewTicker(g.s.cfg.GuardInterval)
 	defer t.Stop()
+	g.lastPass = time.Now()
 	var conn *pgx.Conn
 	defer func() {
 		if conn != nil {
@@ -80,12 +87,23 @@ func (g *guard) run(ctx context.Context, stop <-chan struct{}) error {
 			if conn, err = pgx.Connect(ctx, g.s.cfg.DatabaseURL); err != nil {
 				conn = nil
 				g.serverShuttingDown(err)
+				g.s.metrics.GuardFailures.Inc()
+				if since := time.Since(g.lastPass); since > guardPatience && !g.lifted.Load() {
+					return fmt.Errorf("no publication check passed for %s: %w", since.Round(time.Second), err)
+				}
 				continue
 			}
 		}
 		if err := g.check(ctx, conn); err != nil {
 			if errors.Is(err, ErrPermanent) {
 				return err
+			}
+			g.s.metrics.GuardFailures.Inc()
+			// A check that keeps failing holds the slot back for good, until
+			// PostgreSQL invalidates it: end the session (it is retried) so
+			// the role and readiness say something is wrong.
+			if since := time.Since(g.lastPass); since > guardPatience {
+				return fmt.Errorf("no publication check passed for %s: %w", since.Round(time.Second), err)
 			}
 			if time.Since(g.lastErrLog) > 30*time.Second {
 				g.lastErrLog = time.Now()
@@ -95,9 +113,13 @@ func (g *guard) run(ctx context.Context, stop <-chan struct{}) error {
 			conn = nil
 			continue
 		}
+		g.lastPass = time.Now()
 		g.watchSlot(ctx, conn)
 	}
 }
+
+// guardPatience is how long checks may fail before the session ends.
+const guardPatience = 30 * time.Second
 
 // final checks once more at a clean stop, so the last position reported
 // covers everything delivered.
@@ -120,26 +142,31 @@ func (g *guard) check(ctx context.Context, conn *pgx.Conn) error {
 	if err != nil {
 		return err
 	}
-	for oid, pr := range g.tables {
-		spec := g.s.publicationSpec(pr)
+	for oid, want := range g.tables {
+		spec := g.s.publicationSpec(want.pr)
 		pt, err := replication.CheckPublication(ctx, conn, spec)
 		switch {
 		case errors.Is(err, replication.ErrPublication):
 			return permanent(publicationError(err))
 		case errors.Is(err, replication.ErrPublicationMissing):
-			return permanent(publicationError(fmt.Errorf("%w: it was dropped while streaming; recreate it as the table's owner: %s", err, spec.CreateSQL())))
+			return permanent(publicationDroppedError(spec, err))
 		case err != nil:
 			return err
 		case pt.OID != oid:
 			return permanent(tableReplacedError(spec.Table, oid, pt.OID))
+		case pt.Fingerprint != want.fingerprint:
+			return permanent(publicationChangedError(spec, want.fingerprint, pt.Fingerprint))
 		}
 	}
 	for {
 		cur := g.safe.Load()
 		if uint64(lsn) <= cur || g.safe.CompareAndSwap(cur, uint64(lsn)) {
-			return nil
+			break
 		}
 	}
+	g.lifted.Store(false)
+	g.s.metrics.GuardPassed.SetToCurrentTime()
+	return nil
 }
 
 // watchSlot warns while the slot is about to be lost: wal_status unreserved
@@ -160,8 +187,16 @@ func (g *guard) watchSlot(ctx context.Context, conn *pgx.Conn) {
 	}
 }
 
+// publicationDroppedError: PostgreSQL before 18 cannot decode a slot's WAL
+// past the point where its publication was dropped, even once it is made
+// again, so the slot has to go.
+func publicationDroppedError(spec replication.PublicationSpec, err error) error {
+	return fmt.Errorf("%w: publication %s was dropped: rows committed while it did not exist were NOT streamed, and the slot cannot decode past that point. To recover: stop every streamer; recreate it as the table's owner (%s); run `streamer drop-slot --yes`; start one streamer with CREATE_SLOT=true once; then run `streamer backfill --missing`",
+		err, spec.Name, spec.CreateSQL())
+}
+
 func tableReplacedError(table string, was, now uint32) error {
-	return fmt.Errorf("table %s is no longer the table being streamed (relation id %d, now %d): it was swapped for another table, or dropped and recreated. Rows of the new table were NOT streamed. Make sure the publication publishes the new table (as its owner: ALTER PUBLICATION … SET TABLE …), restart the streamer, and run `streamer backfill --missing`",
+	return fmt.Errorf("table %s is no longer the table being streamed (relation id %d, now %d): it was swapped for another table, or dropped and recreated. Rows of the new table were NOT streamed. Make sure the publication publishes the new table (as its owner: ALTER PUBLICATION … SET TABLE …), run `streamer backfill --missing`, then start the streamer",
 		table, was, now)
 }
 

@@ -18,6 +18,8 @@ type Metrics struct {
 	Latency        prometheus.Histogram
 	DeadLetters    prometheus.Counter
 	Snapshot       *prometheus.GaugeVec
+	GuardPassed    prometheus.Gauge
+	GuardFailures  prometheus.Counter
 	role           *prometheus.GaugeVec
 	walStatus      *prometheus.GaugeVec
 }
@@ -57,6 +59,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Snapshot: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "userstream_streamer_snapshot_rows", Help: "The initial snapshot's rows: done (in Kafka) and total.",
 		}, []string{"rows"}),
+		GuardPassed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "userstream_streamer_publication_check_timestamp_seconds", Help: "When the publication and table check last passed; the slot is never acknowledged past it.",
+		}),
+		GuardFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "userstream_streamer_publication_check_failures_total", Help: "Publication checks that could not run (connection trouble); 30 s of them end the session.",
+		}),
 		walStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "userstream_streamer_slot_wal_status", Help: "1 for the slot's wal_status as last checked (reserved, extended, unreserved, lost).",
 		}, []string{"status"}),
@@ -64,7 +72,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "userstream_streamer_role", Help: "1 for the streamer's current role (active, standby, reconnecting, starting, stopped).",
 		}, []string{"role"}),
 	}
-	reg.MustRegister(m.Produced, m.Skipped, m.DeliveryErrors, m.Restarts, m.AckedLSN, m.ReceivedLSN, m.LagBytes, m.Latency, m.DeadLetters, m.Snapshot, m.role, m.walStatus)
+	reg.MustRegister(m.Produced, m.Skipped, m.DeliveryErrors, m.Restarts, m.AckedLSN, m.ReceivedLSN, m.LagBytes, m.Latency, m.DeadLetters, m.Snapshot, m.GuardPassed, m.GuardFailures, m.role, m.walStatus)
 	return m
 }
 

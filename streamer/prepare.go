@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/userstream/userstream/kafkasink"
 	"github.com/userstream/userstream/projection"
 	"github.com/userstream/userstream/replication"
 )
@@ -20,7 +21,13 @@ type plan struct {
 	// checkedAt is the WAL position read before the publication was found
 	// as the events need it: the guard's first safe position.
 	checkedAt pglogrepl.LSN
-	tables    map[uint32]projection.Projector
+	tables    map[uint32]published
+}
+
+// published is a projected table as a passing publication check found it.
+type published struct {
+	pr          projection.Projector
+	fingerprint string
 }
 
 // prepare checks the slot and the publication and decides where to start.
@@ -47,6 +54,15 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 		// START_REPLICATION checks again.
 		return plan{}, fmt.Errorf("slot %s held by pid %d: %w", s.cfg.Slot, st.ActivePID, replication.ErrSlotActive)
 	}
+	if err == nil {
+		var db string
+		if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
+			return plan{}, fmt.Errorf("%w: %w", errBeforeStart, err)
+		}
+		if st.Database != db {
+			return plan{}, permanent(fmt.Errorf("slot %s belongs to database %q, not %q: set REPLICATION_SLOT to a slot of this database, or DATABASE_URL to that database", s.cfg.Slot, st.Database, db))
+		}
+	}
 
 	checkedAt, err := replication.CurrentWAL(ctx, conn)
 	if err != nil {
@@ -56,7 +72,7 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 	if err != nil {
 		return plan{}, err
 	}
-	interrupted := false
+	interrupted, fresh := false, false
 	if s.cfg.Snapshot == SnapshotInitial {
 		if interrupted, err = s.redoInterruptedFirstRun(ctx, conn, slotMissing); err != nil {
 			return plan{}, err
@@ -87,11 +103,16 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 				return plan{}, err
 			}
 		}
+		fresh = slotMissing
+		s.createdSlot.Store(slotMissing)
 		if st, err = replication.Slot(ctx, conn, s.cfg.Slot); err != nil {
 			return plan{}, fmt.Errorf("%w: %w", errBeforeStart, err)
 		}
-	} else if s.cfg.CreateSlot {
-		s.log.Warn().Str("slot", s.cfg.Slot).Msg("CREATE_SLOT is set but the slot exists: unset it, or a lost slot would be recreated silently")
+	} else if s.cfg.CreateSlot && !s.createdSlot.Load() {
+		return plan{}, permanent(fmt.Errorf("CREATE_SLOT is set but slot %s exists: it is for one start after a lost slot; remove it, or a slot lost later would be recreated from now without a stop", s.cfg.Slot))
+	}
+	if err := s.checkFingerprint(ctx, tables, fresh); err != nil {
+		return plan{}, err
 	}
 
 	start := st.Confirmed
@@ -113,8 +134,8 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 // It returns the tables' relation ids, and the publications that do not
 // exist; a publication that exists but differs is a permanent error whose
 // message holds the SQL that fixes it.
-func (s *Streamer) checkPublications(ctx context.Context, conn *pgx.Conn) (map[uint32]projection.Projector, []replication.PublicationSpec, error) {
-	tables := map[uint32]projection.Projector{}
+func (s *Streamer) checkPublications(ctx context.Context, conn *pgx.Conn) (map[uint32]published, []replication.PublicationSpec, error) {
+	tables := map[uint32]published{}
 	var missing []replication.PublicationSpec
 	for _, pr := range s.cfg.Projectors {
 		spec := s.publicationSpec(pr)
@@ -127,7 +148,7 @@ func (s *Streamer) checkPublications(ctx context.Context, conn *pgx.Conn) (map[u
 		case err != nil:
 			return nil, nil, fmt.Errorf("%w: %w", errBeforeStart, err)
 		default:
-			tables[pt.OID] = pr
+			tables[pt.OID] = published{pr: pr, fingerprint: pt.Fingerprint}
 		}
 	}
 	return tables, missing, nil
@@ -154,17 +175,29 @@ func (s *Streamer) mayCreate(ctx context.Context, slotMissing bool, missingPubs 
 	streamed, err := sink.HasRecords(kctx, s.cfg.Kafka.Topic, s.cfg.Kafka.DeadLetterTopic, s.cfg.Kafka.ProgressTopic)
 	s.kafkaOK.Store(err == nil)
 	if err != nil {
-		return false, fmt.Errorf("%w: find out whether this is the first run: %w", errBeforeStart, err)
+		return false, retryable(fmt.Errorf("find out whether this is the first run: %w", err))
 	}
 	if !streamed || s.cfg.CreateSlot {
 		return !streamed, nil
 	}
-	what := fmt.Sprintf("replication slot %s does not exist", s.cfg.Slot)
+	what, dropSlot := fmt.Sprintf("replication slot %s does not exist", s.cfg.Slot), ""
 	if !slotMissing {
 		what = fmt.Sprintf("publication %s does not exist", missingPubs[0].Name)
+		// The slot cannot decode past the point where the publication was
+		// dropped, even once it is made again.
+		dropSlot = " `streamer drop-slot --yes`;"
 	}
-	return false, permanent(fmt.Errorf("%s, but topic %s already holds events: it was dropped, lost in a failover or a restore, or this is the wrong database. Rows committed since the last streamed position were NOT streamed, and a new slot would start from now. To recover without a gap: stop every streamer; start one with CREATE_SLOT=true (--create-slot) once, which creates the slot and publication from now; then run `streamer backfill --missing`, which sends every user that is in the table but not in the topic; consumers deduplicate on ce_id",
-		what, s.cfg.Kafka.Topic))
+	return false, permanent(fmt.Errorf("%s, but topic %s already holds events: it was dropped, lost in a failover or a restore, or this is the wrong database. Rows committed since the last streamed position were NOT streamed, and a new slot would start from now. To recover without a gap: stop every streamer;%s start one with CREATE_SLOT=true (--create-slot) once, which creates the slot and publication from now; then run `streamer backfill --missing`, which sends every user that is in the table but not in the topic; consumers deduplicate on ce_id",
+		what, s.cfg.Kafka.Topic, dropSlot))
+}
+
+// retryable marks a failure before streaming as worth retrying, unless
+// Kafka refused access: that needs an operator.
+func retryable(err error) error {
+	if kafkasink.IsPermanent(err) {
+		return permanent(err)
+	}
+	return fmt.Errorf("%w: %w", errBeforeStart, err)
 }
 
 func slotLostError(slot string, err error) error {
@@ -172,5 +205,5 @@ func slotLostError(slot string, err error) error {
 }
 
 func publicationError(err error) error {
-	return fmt.Errorf("%w. Rows the publication did not publish were NOT streamed, and replaying the slot will not bring them back: after the fix, restart the streamer and run `streamer backfill --missing`", err)
+	return fmt.Errorf("%w. Rows the publication did not publish were NOT streamed, and replaying the slot will not bring them back: after the fix, run `streamer backfill --missing`, then start the streamer", err)
 }

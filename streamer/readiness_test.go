@@ -84,7 +84,7 @@ func TestReadinessTellsTheTruthForEveryRole(t *testing.T) {
 	cfg.DatabaseURL = "postgres://nobody@127.0.0.1:1/none?connect_timeout=1"
 	getC, _ := runStreamer(t, cfg)
 	r := role(getC, "reconnecting")
-	if r.status != http.StatusServiceUnavailable || r.Ready || r.Postgres != "unreachable" || r.Kafka == "ok" {
-		t.Errorf("reconnecting without PostgreSQL: /readyz = %+v, want 503 with postgres unreachable", r)
+	if r.status != http.StatusServiceUnavailable || r.Ready || r.Postgres != "unreachable" || r.Kafka != "not_checked" {
+		t.Errorf("reconnecting without PostgreSQL: /readyz = %+v, want 503 with postgres unreachable and kafka not_checked (never tried)", r)
 	}
 }

@@ -46,7 +46,11 @@ func (s *Streamer) session(ctx context.Context, startLSN pglogrepl.LSN) error {
 	err = sink.EnsureTopic(topicCtx)
 	cancel()
 	if err != nil {
-		s.kafkaOK.Store(false)
+		refused := kafkasink.IsPermanent(err) // refused access was still an answer
+		s.kafkaOK.Store(refused)
+		if refused {
+			return permanent(err)
+		}
 		return fmt.Errorf("%w: %w", errBeforeStart, err)
 	}
 	s.kafkaOK.Store(true)
@@ -159,6 +163,9 @@ func (p *pipe) read(ctx, gctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			if errors.Is(err, replication.ErrPublicationGone) {
+				return permanent(publicationDroppedError(p.s.publicationSpec(p.s.cfg.Projectors[0]), err))
+			}
 			p.s.postgresOK.Store(false)
 			return err
 		}
@@ -240,7 +247,7 @@ func (p *pipe) bind(rel *replication.Relation) error {
 	delete(p.bindings, rel.ID)
 	qualified := rel.Namespace + "." + rel.Name
 	if was, ok := p.names[rel.ID]; ok && was != qualified {
-		return permanent(fmt.Errorf("table %s was renamed or moved to %s while streaming (relation id %d): its rows are no longer the events' source, and were NOT streamed from then on. Nothing after the last acknowledged position was acknowledged. Rename it back, or publish the table users now write to, restart, and run `streamer backfill --missing`",
+		return permanent(fmt.Errorf("table %s was renamed or moved to %s while streaming (relation id %d): its rows are no longer the events' source, and were NOT streamed from then on. Nothing after the last acknowledged position was acknowledged. Rename it back, or publish the table users now write to, run `streamer backfill --missing`, then start the streamer",
 			was, qualified, rel.ID))
 	}
 	var pr projection.Projector
@@ -280,8 +287,13 @@ func (p *pipe) change(ctx, gctx context.Context, cur *txn, c *replication.Change
 	}
 	op := ops[c.Op]
 	ev, ok, err := b.Project(op, c)
-	if err != nil {
+	switch {
+	case errors.Is(err, projection.ErrValue) || errors.Is(err, replication.ErrUndecodable):
 		return p.poison(ctx, gctx, cur, c, err)
+	case err != nil:
+		// Not this row's values but the table no longer fitting the event:
+		// every row would be a dead letter, so stop instead.
+		return permanent(fmt.Errorf("project the change at %s of %s.%s: %w; nothing after the last acknowledged position was acknowledged", c.LSN, c.Relation.Namespace, c.Relation.Name, err))
 	}
 	if !ok {
 		p.s.metrics.Skipped.WithLabelValues(op.String()).Inc()

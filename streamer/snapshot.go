@@ -109,7 +109,7 @@ func (s *Streamer) createSlot(ctx context.Context, conn *pgx.Conn, first bool) e
 	kctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := sink.EnsureTopic(kctx); err != nil {
-		return fmt.Errorf("%w: %w", errBeforeStart, err)
+		return retryable(err)
 	}
 	write := func(job snapshotJob) error {
 		b, err := json.Marshal(job)

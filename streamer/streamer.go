@@ -69,7 +69,10 @@ type Streamer struct {
 	metrics *Metrics
 	role    atomic.Value // "starting", "active", "standby", "reconnecting", "stopped"
 	// Reachability as last seen, for /readyz.
-	postgresOK, kafkaOK atomic.Bool
+	postgresOK, kafkaOK reachability
+	// createdSlot is set once this process created the slot: CREATE_SLOT
+	// then does not refuse its later sessions.
+	createdSlot atomic.Bool
 	// newSink makes each session's producer; tests wrap it.
 	newSink func(kafkasink.Config) (*kafkasink.Sink, error)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,5 +73,34 @@ func TestTheStreamerStreamsWithOnlyWriteAndDescribeOnItsTopics(t *testing.T) {
 	}
 	if err := p.Stop(t, 30*time.Second); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.Output())
+	}
+}
+
+func TestTheStreamerStopsNamingTheACLWhenItsTopicIsMissingAndItMayNotCreateIt(t *testing.T) {
+	t.Parallel()
+	b, err := devkafka.Start(devkafka.Config{Auth: &devkafka.Auth{
+		Admin: devkafka.User{Name: "admin", Password: "admin-pw"},
+		Users: []devkafka.User{{Name: "streamer", Password: "streamer-pw", ACLs: []kfake.ACL{{
+			Resource: kmsg.ACLResourceTypeTopic, Name: "users.created", Pattern: kmsg.ACLResourcePatternTypePrefixed,
+			Operation: kmsg.ACLOperationWrite, Allow: true,
+		}}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	dsn, slot := testenv.Postgres(t), testenv.Name(t, "slot")
+	e2e.PrepareDatabase(t, dsn, slot)
+	p := e2e.Start(t, "streamer", testenv.Bin(t, "streamer"), []string{
+		"DATABASE_URL=" + dsn, "REPLICATION_SLOT=" + slot, "METRICS_ADDR=127.0.0.1:0", "MIGRATE=false",
+		"KAFKA_BOOTSTRAP_SERVERS=" + b.Addr(), "KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT", "KAFKA_SASL_MECHANISMS=PLAIN",
+		"KAFKA_SASL_USERNAME=streamer", "KAFKA_SASL_PASSWORD=streamer-pw",
+	}, "run")
+	exited, err := p.Exited(60 * time.Second)
+	if !exited || err == nil {
+		t.Fatalf("the streamer did not stop with an error (exited %v, %v): it retries what only an operator can fix\n%s", exited, err, p.Output())
+	}
+	if out := p.Output(); !strings.Contains(out, "CREATE ACL") || !strings.Contains(out, "users.created") {
+		t.Errorf("the error does not name the topic and the ACL:\n%s", out)
 	}
 }
