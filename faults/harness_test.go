@@ -247,8 +247,13 @@ one fault into the real processes, then reads the whole topic with a plain
 consumer and compares it with the users table. *Time to recover* runs from
 the moment the fault is removed (or, for a takeover, from the kill) until
 events flow again, or until the slot confirms everything committed before
-that moment, whichever comes first. Duplicates are allowed (at-least-once); each must carry its
-original's `+"`ce_id`"+`. Missing rows, leaked fields and invalid events must be 0.
+that moment, whichever comes first. The crash scenarios run in both delivery
+modes. In at-least-once mode duplicates are allowed; each must carry its
+original's `+"`ce_id`"+`. In exactly-once mode the audit reads with
+`+"`isolation.level=read_committed`"+` and duplicates must be 0. Missing rows, leaked
+fields and invalid events must be 0 everywhere. Scenarios that end in a loud
+stop (a dropped or lost slot, a swapped table, a row filter) follow the
+recovery the stop printed, and the audit runs after it.
 
 %s
 ## Reading the figures
@@ -260,8 +265,14 @@ original's `+"`ce_id`"+`. Missing rows, leaked fields and invalid events must be
   wrote, so up to some seconds of events come again. Every copy has its
   original's `+"`"+`ce_id`+"`"+`; nothing is lost. PostgreSQL 17 persists the position at
   shutdown.
-- **Duplicates after a streamer SIGKILL** are the events delivered after the
-  last standby status update (at most about a second's worth).
+- **Duplicates after a streamer SIGKILL (at-least-once)** are the events
+  delivered after the last position reported to PostgreSQL: up to about two
+  seconds' worth, since the position waits both for the status update (every
+  second) and for the publication check that vouches for it (every second).
+  Exactly-once mode skips them on resume: its position is the progress record
+  committed with each Kafka transaction.
+- **Archiver rows** have no delivery mode: they audit the lake, read with
+  DuckDB, against the table.
 - **Broker SIGKILL.** This kfake version keeps enough idempotent-producer
   state on disk, and accepts a restarted producer's sequences as Kafka 2.5+
   does (KIP-360), so the SIGKILL caused no fatal producer error here ("0
