@@ -216,6 +216,13 @@ func (a *Archiver) rollAged(ctx context.Context, now time.Time) error {
 func (a *Archiver) roll(ctx context.Context, id int32, p *partition) error {
 	f := p.open
 	p.open = nil
+	if a.c.AssignmentLost() {
+		// The group gave the partition away (we stalled past the rebalance
+		// timeout): publishing now could overlap the new owner's files.
+		f.discard()
+		a.log.Warn().Int32("partition", id).Msg("assignment lost; open file dropped, its records will be read again by the new owner")
+		return nil
+	}
 	n, err := a.publish(ctx, f)
 	if err != nil {
 		return err

@@ -199,3 +199,13 @@ func (l *Lake) ReadAll(ctx context.Context, key string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// Describe is a lake URL fit for logs: scheme, host and path, without
+// credentials or query parameters (which may carry keys).
+func Describe(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Scheme + "://" + u.Host + u.Path
+}

@@ -149,7 +149,7 @@ func (m *Main) run(ctx context.Context, args []string) error {
 		return fmt.Errorf("listen on METRICS_ADDR %s: %w", c.metricsAddr, err)
 	}
 	srv := &http.Server{Handler: a.Handler(reg), ReadHeaderTimeout: 5 * time.Second}
-	log.Info().Str("lake", redactURL(c.lakeURL)).Str("topic", c.topic).Str("group", c.group).Str("kafka", props["bootstrap.servers"]).
+	log.Info().Str("lake", lake.Describe(c.lakeURL)).Str("topic", c.topic).Str("group", c.group).Str("kafka", props["bootstrap.servers"]).
 		Int64("roll_bytes", c.roll.MaxBytes).Int64("roll_events", c.roll.MaxEvents).Str("roll_age", c.roll.MaxAge.String()).
 		Str("metrics_addr", ln.Addr().String()).Str("version", version).Msg("archiver starting")
 
