@@ -80,12 +80,13 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		case status >= 500:
 			level = zerolog.ErrorLevel
 		}
-		s.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
+		method := knownMethod(r.Method)
+		s.metrics.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 		s.metrics.latency.WithLabelValues(route).Observe(elapsed.Seconds())
 
 		ev := s.log.WithLevel(level).
 			Str("request_id", id).
-			Str("method", r.Method).
+			Str("method", method).
 			Str("route", route).
 			Int("status", status).
 			Float64("latency_ms", float64(elapsed.Microseconds())/1000)
@@ -131,3 +132,15 @@ func (w *statusWriter) WriteHeader(code int) {
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// knownMethod keeps metric labels and logs to the methods HTTP defines: Go's
+// server accepts any token as a method, and each new label value is a new
+// series a client could create without end.
+func knownMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
+}

@@ -290,3 +290,18 @@ func TestHealthAndReadinessAndMetricsAnswer(t *testing.T) {
 		t.Errorf("metrics lack the POST /users 201 counter:\n%s", m.body)
 	}
 }
+
+func TestMadeUpMethodsShareOneMetricLabelInsteadOfMakingSeries(t *testing.T) {
+	t.Parallel()
+	ta := startAPI(t, testenv.Postgres(t))
+	for i := range 20 {
+		ta.do(fmt.Sprintf("BREW%d", i), "/users/1", "", nil)
+	}
+	m := string(ta.do(http.MethodGet, "/metrics", "", nil).body)
+	if strings.Contains(m, `method="BREW`) {
+		t.Fatalf("a made-up method became a metric label:\n%s", m)
+	}
+	if !strings.Contains(m, `method="other"`) {
+		t.Fatalf("made-up methods are not counted as other:\n%s", m)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/userstream/userstream/kafkasink"
@@ -83,31 +82,42 @@ func (s *Streamer) Backfill(ctx context.Context, r BackfillRange) (BackfillResul
 		}
 		s.log.Info().Int("keys", present.n).Str("topic", s.cfg.Kafka.Topic).Msg("backfill: read the users the topic holds")
 	}
-	sink, err := s.newSink(s.cfg.Kafka)
+	job, err := s.startBackfillJob(ctx, conn, r)
 	if err != nil {
 		return res, err
 	}
-	defer sink.Close()
-	if err := sink.EnsureTopic(ctx); err != nil {
+	w, err := s.newBackfillWriter(ctx, job.key)
+	if err != nil {
 		return res, err
 	}
-	bf := &backfill{s: s, conn: conn, sink: sink, pr: pr, present: &present, missing: r.Missing,
+	defer w.close()
+	bf := &backfill{s: s, conn: conn, sink: w.sink, pr: pr, present: &present, missing: r.Missing,
 		source: []byte(ceSource(sysid, db, ns, table)), ce: newCEEncoder(), res: &res}
-	after := r.AfterID
-	for after < r.UpToID {
-		n, last, err := bf.batch(ctx, after, r.UpToID, r.BatchSize)
+	meter := newProgressMeter(s.log, "backfill", job.Total, job.Done)
+	for job.AfterID < job.UpToID {
+		if err := w.begin(); err != nil {
+			return res, err
+		}
+		n, last, err := bf.batch(ctx, job.AfterID, job.UpToID, r.BatchSize)
 		if err != nil {
-			return res, s.awaitDeliveries(sink, &res, err)
+			return res, err
 		}
 		if n == 0 {
 			break
 		}
-		after = last
-		s.log.Info().Int64("through_id", after).Int64("up_to_id", r.UpToID).Int("produced", res.Produced).Msg("backfill progress")
+		job.AfterID, job.Done = last, job.Done+int64(n)
+		// The chunk and the cursor that says it is in Kafka become durable
+		// together: a crashed backfill resumes after its last durable chunk.
+		if err := w.commit(ctx, job); err != nil {
+			return res, err
+		}
+		meter.update(job.Done)
 	}
-	if err := s.awaitDeliveries(sink, &res, nil); err != nil {
+	job.State = "complete"
+	if err := w.finish(ctx, job); err != nil {
 		return res, err
 	}
+	meter.done(job.Done)
 	if res.Poison > 0 {
 		return res, fmt.Errorf("%d users make no valid event and were not sent (their ids are in the log; the streamer sends such rows to the dead-letter topic)", res.Poison)
 	}
@@ -189,8 +199,10 @@ func (bf *backfill) one(ctx context.Context, b projection.Binding, id int64, val
 		if !kafkasink.IsQueueFull(err) {
 			return fmt.Errorf("produce user %s: %w", ev.Subject, err)
 		}
-		if err := drainOne(ctx, bf.sink); err != nil {
-			return err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
 		}
 	}
 }
@@ -233,39 +245,6 @@ func integerValue(v any) (int64, error) {
 		return n, nil
 	}
 	return 0, fmt.Errorf("id decoded as %T, want an integer", v)
-}
-
-// awaitDeliveries reads delivery reports until every produced event is
-// acknowledged, failing on the first error; res.Produced ends as the number
-// acknowledged.
-func (s *Streamer) awaitDeliveries(sink *kafkasink.Sink, res *BackfillResult, cause error) error {
-	deadline := time.Now().Add(s.cfg.ShutdownTimeout + time.Minute)
-	for sink.Len() > 0 && time.Now().Before(deadline) {
-		if err := drainOne(context.Background(), sink); err != nil {
-			res.Produced -= sink.Len()
-			return errors.Join(cause, err)
-		}
-	}
-	if n := sink.Len(); n > 0 {
-		res.Produced -= n
-		return errors.Join(cause, fmt.Errorf("%d backfilled events still undelivered", n))
-	}
-	return cause
-}
-
-// drainOne waits for one event from the producer and fails on a delivery error.
-func drainOne(ctx context.Context, sink *kafkasink.Sink) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case e := <-sink.Events():
-		if m, ok := e.(*kafka.Message); ok && m.TopicPartition.Error != nil {
-			return fmt.Errorf("delivery failed: %w", m.TopicPartition.Error)
-		}
-	case <-sink.Logs():
-	case <-time.After(100 * time.Millisecond):
-	}
-	return nil
 }
 
 // valuesRow adapts a query's values to projection.Row.

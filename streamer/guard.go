@@ -176,7 +176,7 @@ func (g *guard) watchSlot(ctx context.Context, conn *pgx.Conn) {
 	if err != nil && !errors.Is(err, replication.ErrSlotLost) {
 		return
 	}
-	g.s.metrics.setWALStatus(st.WALStatus)
+	g.s.metrics.observeSlot(st)
 	if st.WALStatus == "unreserved" && time.Since(g.lastWALWarn) > time.Minute {
 		g.lastWALWarn = time.Now()
 		ev := g.s.log.Warn().Str("slot", g.s.cfg.Slot).Int64("lag_bytes", st.LagBytes)

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/userstream/userstream/replication"
 )
 
 // Metrics are the streamer's Prometheus series.
@@ -46,7 +48,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "userstream_streamer_received_lsn", Help: "End of the last WAL data received.",
 		}),
 		LagBytes: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "userstream_streamer_replication_lag_bytes", Help: "Server WAL end minus the acknowledged position: WAL the slot still holds for us.",
+			Name: "userstream_streamer_replication_lag_bytes", Help: "The server's WAL position minus the slot's confirmed position, as PostgreSQL reports it: WAL the slot holds.",
 		}),
 		Latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "userstream_streamer_commit_to_ack_seconds",
@@ -107,6 +109,14 @@ func (m *Metrics) observeCommitted(t *txn, events, letters int, now time.Time) {
 	for range events {
 		m.Latency.Observe(lat)
 	}
+}
+
+// observeSlot sets the slot's lag and WAL status as PostgreSQL reports them:
+// the active streamer every second, standbys and reconnecting ones at every
+// try, so no role keeps a stale value.
+func (m *Metrics) observeSlot(st replication.SlotStatus) {
+	m.LagBytes.Set(float64(max(st.LagBytes, 0)))
+	m.setWALStatus(st.WALStatus)
 }
 
 func (m *Metrics) setWALStatus(status string) {

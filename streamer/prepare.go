@@ -44,6 +44,9 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 
 	st, err := replication.Slot(ctx, conn, s.cfg.Slot)
 	slotMissing := errors.Is(err, replication.ErrSlotMissing)
+	if err == nil || errors.Is(err, replication.ErrSlotLost) {
+		s.metrics.observeSlot(st)
+	}
 	switch {
 	case errors.Is(err, replication.ErrSlotLost):
 		return plan{}, permanent(slotLostError(s.cfg.Slot, err))

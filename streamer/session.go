@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
-	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/userstream/userstream/checkpoint"
@@ -225,15 +223,11 @@ func (p *pipe) read(ctx, gctx context.Context) error {
 	}
 }
 
+// gauges sets the positions; the slot's lag and WAL status come from the
+// slot itself (observeSlot), so they move during a Kafka outage too.
 func (p *pipe) gauges() {
-	acked, end := p.acks.Acked(), p.reader.ServerWALEnd()
-	p.s.metrics.AckedLSN.Set(float64(acked))
+	p.s.metrics.AckedLSN.Set(float64(p.acks.Acked()))
 	p.s.metrics.ReceivedLSN.Set(float64(p.reader.Received()))
-	lag := 0.0
-	if end > acked {
-		lag = float64(end - acked)
-	}
-	p.s.metrics.LagBytes.Set(lag)
 }
 
 // bind (re)binds the projector of a table when PostgreSQL describes it,
@@ -365,69 +359,6 @@ func (p *pipe) produce(ctx, gctx context.Context, cur *txn, key, value []byte, h
 	}
 }
 
-// deliver turns delivery reports into acknowledgements. A failed delivery
-// ends the session: its events are read again from the slot by the next one.
-func (p *pipe) deliver(ctx context.Context) error {
-	var lastWarn time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-p.stop:
-			return nil
-		case l := <-p.sink.Logs():
-			p.s.log.WithLevel(rdkafkaLevel(l.Level)).Str("kafka_client", l.Tag).Msg(redact(l.Message))
-		case e := <-p.sink.Events():
-			switch e := e.(type) {
-			case *kafka.Message:
-				p.reported.Add(1)
-				if err := e.TopicPartition.Error; err != nil {
-					p.s.metrics.DeliveryErrors.Inc()
-					if kafkasink.IsPermanent(err) {
-						return permanent(fmt.Errorf("kafka refused an event for good: %w", err))
-					}
-					return fmt.Errorf("delivery failed: %w", err)
-				}
-				p.s.kafkaOK.Store(true)
-				if c, ok := e.Opaque.(*chunk); ok {
-					c.outstanding.Add(-1)
-					continue
-				}
-				t, ok := e.Opaque.(*txn)
-				if !ok {
-					continue // a progress record: committed with its transaction
-				}
-				tp := e.TopicPartition.Topic
-				p.d.delivered(t, tp != nil && *tp == p.s.cfg.Kafka.DeadLetterTopic)
-			case kafka.Error:
-				if e.IsFatal() {
-					return fmt.Errorf("kafka producer failed: %w", e)
-				}
-				if e.Code() == kafka.ErrAllBrokersDown {
-					p.s.kafkaOK.Store(false)
-				}
-				if time.Since(lastWarn) > 10*time.Second {
-					p.s.log.Warn().Str("kafka_error", e.Code().String()).Str("detail", redact(e.Error())).Msg("kafka client error; retrying")
-					lastWarn = time.Now()
-				}
-			}
-		}
-	}
-}
-
-// rdkafkaLevel maps syslog levels, which librdkafka uses, to zerolog's.
-func rdkafkaLevel(l int) zerolog.Level {
-	switch {
-	case l <= 3:
-		return zerolog.ErrorLevel
-	case l == 4:
-		return zerolog.WarnLevel
-	case l <= 6:
-		return zerolog.InfoLevel
-	}
-	return zerolog.DebugLevel
-}
-
 // drain waits, bounded, for outstanding deliveries, then reports the final
 // acknowledged position.
 func (p *pipe) drain() error {
@@ -452,16 +383,4 @@ func (p *pipe) drain() error {
 		return fmt.Errorf("final status update: %w", err)
 	}
 	return nil
-}
-
-// redact keeps librdkafka messages but cuts anything after "password" or
-// "sasl" settings, should a client error ever quote one.
-func redact(s string) string {
-	low := strings.ToLower(s)
-	for _, k := range []string{"password", "sasl.", "secret"} {
-		if i := strings.Index(low, k); i >= 0 {
-			return s[:i] + "[redacted]"
-		}
-	}
-	return s
 }

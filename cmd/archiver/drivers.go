@@ -7,7 +7,7 @@ package main
 //
 // This package has no tests of its own on purpose: a test binary of it would
 // compile the three cloud SDKs with the race detector in every `make test`.
-// Its pieces are tested where they live (internal/kafkaprops, lake,
+// Its pieces are tested where they live (internal/kafkaenv, lake,
 // archiver), and the fault suite runs the built program.
 import (
 	_ "gocloud.dev/blob/azureblob"

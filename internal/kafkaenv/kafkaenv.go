@@ -82,15 +82,18 @@ func Read(environ []string, file string, own ...string) (Settings, error) {
 		prop, documented := Variables[k]
 		switch {
 		case documented:
+		case serviceLink.MatchString(k):
+			// Checked before the pass-through: a Service named kafka-property
+			// injects KAFKA_PROPERTY_SERVICE_HOST, and no librdkafka property
+			// ends like a service link.
+			continue
 		case strings.HasPrefix(k, PropertyPrefix):
 			prop = PropertyName(strings.TrimPrefix(k, PropertyPrefix))
 			if strings.Trim(prop, ".-_") == "" {
 				return s, fmt.Errorf("%s names no kafka property: write it as %sSASL_OAUTHBEARER_CONFIG for sasl.oauthbearer.config", k, PropertyPrefix)
 			}
 		default:
-			if !serviceLink.MatchString(k) {
-				s.Ignored = append(s.Ignored, k)
-			}
+			s.Ignored = append(s.Ignored, k)
 			continue
 		}
 		if err := set(prop, v, k); err != nil {

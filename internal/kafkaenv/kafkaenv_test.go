@@ -1,6 +1,7 @@
 package kafkaenv_test
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -104,5 +105,28 @@ func TestAVariableNobodyReadsIsReportedButAServiceLinkIsNot(t *testing.T) {
 	}
 	if len(got.Values) != 1 {
 		t.Errorf("settings %v, want only the default bootstrap.servers", got.Values)
+	}
+}
+
+func TestAServiceNamedKafkaPropertyIsAServiceLinkNotAProperty(t *testing.T) {
+	links := []string{"KAFKA_PROPERTY_SERVICE_HOST=10.0.0.9", "KAFKA_PROPERTY_SERVICE_PORT=9092", "KAFKA_PROPERTY_PORT=tcp://10.0.0.9:9092",
+		"KAFKA_PROPERTY_PORT_9092_TCP=tcp://10.0.0.9:9092", "KAFKA_PROPERTY_X_SERVICE_HOST=10.0.0.8"}
+	got, err := kafkaenv.Read(append(links, "KAFKA_PROPERTY_CLIENT_ID=userstream"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"bootstrap.servers": "localhost:9092", "client.id": "userstream"}
+	if !maps.Equal(got.Values, want) || len(got.Ignored) != 0 {
+		t.Errorf("settings %v (ignored %v), want %v and nothing reported", got.Values, got.Ignored, want)
+	}
+}
+
+func TestTheArchiversOwnVariablesAreNotKafkaProperties(t *testing.T) {
+	got, err := kafkaenv.Read([]string{"KAFKA_TOPIC=users.created", "KAFKA_GROUP_ID=lake", "KAFKA_BOOTSTRAP_SERVERS=b:9092"}, "", "KAFKA_TOPIC", "KAFKA_GROUP_ID")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"bootstrap.servers": "b:9092"}; !maps.Equal(got.Values, want) || len(got.Ignored) != 0 {
+		t.Errorf("settings %v (ignored %v), want %v", got.Values, got.Ignored, want)
 	}
 }

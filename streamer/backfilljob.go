@@ -1,0 +1,229 @@
+package streamer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/jackc/pgx/v5"
+	"github.com/rs/zerolog"
+
+	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/replication"
+)
+
+// A backfill is a job on the progress topic, like the initial snapshot:
+// chunked by id, each chunk durable together with a cursor record, so that
+// running the same backfill again after a crash resumes after its last
+// durable chunk instead of starting over. In exactly-once mode chunk and
+// cursor commit in one Kafka transaction of the backfill's own
+// transactional id.
+
+type backfillJob struct {
+	key     string
+	State   string `json:"state"` // running or complete
+	AfterID int64  `json:"after_id"`
+	UpToID  int64  `json:"up_to_id"`
+	Total   int64  `json:"total"`
+	Done    int64  `json:"done"`
+}
+
+// startBackfillJob resumes the same backfill when a run of it did not
+// complete, or starts a new one. r.UpToID is resolved already.
+func (s *Streamer) startBackfillJob(ctx context.Context, conn *pgx.Conn, r BackfillRange) (backfillJob, error) {
+	what := fmt.Sprintf("%d-%d", r.AfterID, r.UpToID)
+	if r.Missing {
+		what = "missing"
+	}
+	job := backfillJob{key: "backfill/" + s.cfg.Slot + "/" + what}
+	b, err := kafkasink.LastValue(ctx, s.cfg.Kafka.Properties, s.cfg.Kafka.ProgressTopic, []byte(job.key))
+	if err != nil {
+		return job, fmt.Errorf("read the backfill's record: %w", err)
+	}
+	if b != nil {
+		if err := json.Unmarshal(b, &job); err != nil {
+			return job, fmt.Errorf("backfill record %s: %w", job.key, err)
+		}
+		if job.State == "running" {
+			s.log.Info().Str("job", job.key).Int64("after_id", job.AfterID).Int64("done", job.Done).Msg("backfill: resuming after the last durable chunk")
+			return job, nil
+		}
+	}
+	job = backfillJob{key: job.key, State: "running", AfterID: r.AfterID, UpToID: r.UpToID}
+	pr := s.cfg.Projectors[0]
+	ns, name := pr.Table()
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+replication.QuoteTable(ns+"."+name)+" WHERE id > $1 AND id <= $2", r.AfterID, r.UpToID).Scan(&job.Total); err != nil {
+		return job, fmt.Errorf("count the users to backfill: %w", err)
+	}
+	return job, nil
+}
+
+// backfillWriter makes each chunk durable with its cursor, in the
+// streamer's delivery mode.
+type backfillWriter struct {
+	s     *Streamer
+	sink  *kafkasink.Sink
+	key   []byte
+	txn   bool
+	mu    sync.Mutex
+	fail  error // the first failed delivery report
+	stop  chan struct{}
+	ended sync.WaitGroup
+}
+
+func (s *Streamer) newBackfillWriter(ctx context.Context, key string) (*backfillWriter, error) {
+	cfg := s.plainKafka()
+	if s.cfg.Delivery == ExactlyOnce {
+		cfg.TransactionalID = s.cfg.Kafka.TransactionalID + "-backfill"
+	}
+	sink, err := s.newSink(cfg)
+	if err != nil {
+		return nil, err
+	}
+	w := &backfillWriter{s: s, sink: sink, key: []byte(key), txn: cfg.TransactionalID != "", stop: make(chan struct{})}
+	w.ended.Add(1)
+	go w.reports()
+	if err := sink.EnsureTopic(ctx); err != nil {
+		w.close()
+		return nil, err
+	}
+	if w.txn {
+		if err := sink.InitTransactions(ctx); err != nil {
+			w.close()
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// reports serves delivery reports, as librdkafka requires, and keeps the
+// first failure.
+func (w *backfillWriter) reports() {
+	defer w.ended.Done()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-w.sink.Logs():
+		case e := <-w.sink.Events():
+			if m, ok := e.(*kafka.Message); ok && m.TopicPartition.Error != nil {
+				w.mu.Lock()
+				if w.fail == nil {
+					w.fail = fmt.Errorf("delivery failed: %w", m.TopicPartition.Error)
+				}
+				w.mu.Unlock()
+			}
+		}
+	}
+}
+
+func (w *backfillWriter) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.fail
+}
+
+func (w *backfillWriter) begin() error {
+	if w.txn {
+		return w.sink.BeginTransaction()
+	}
+	return nil
+}
+
+// commit makes the chunk produced since begin durable with job as cursor.
+func (w *backfillWriter) commit(ctx context.Context, job backfillJob) error {
+	cursor, err := json.Marshal(job)
+	if err != nil {
+		return err
+	}
+	if w.txn {
+		if err := w.sink.ProduceProgress(w.key, cursor); err != nil {
+			return fmt.Errorf("produce the backfill cursor: %w", err)
+		}
+		if err := w.sink.CommitTransaction(ctx); err != nil {
+			return errors.Join(err, w.sink.AbortTransaction(context.WithoutCancel(ctx)))
+		}
+		return w.failed()
+	}
+	// At-least-once: the cursor only once every record before it was
+	// acknowledged.
+	for w.sink.Len() > 0 {
+		if err := w.failed(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if err := w.failed(); err != nil {
+		return err
+	}
+	return w.sink.WriteProgress(ctx, w.key, cursor)
+}
+
+// finish records the job complete.
+func (w *backfillWriter) finish(ctx context.Context, job backfillJob) error {
+	if err := w.begin(); err != nil {
+		return err
+	}
+	return w.commit(ctx, job)
+}
+
+func (w *backfillWriter) close() {
+	close(w.stop)
+	w.ended.Wait()
+	w.sink.Close()
+}
+
+// progressMeter reports rows done of total, the rate and the ETA: as a line
+// redrawn in place on a terminal, as a log line every 5 s otherwise.
+type progressMeter struct {
+	log      zerolog.Logger
+	what     string
+	total    int64
+	from     int64
+	started  time.Time
+	last     time.Time
+	terminal bool
+}
+
+func newProgressMeter(log zerolog.Logger, what string, total, done int64) *progressMeter {
+	fi, err := os.Stderr.Stat()
+	return &progressMeter{log: log, what: what, total: total, from: done, started: time.Now(),
+		terminal: err == nil && fi.Mode()&os.ModeCharDevice != 0}
+}
+
+func (m *progressMeter) update(done int64) {
+	every := 5 * time.Second
+	if m.terminal {
+		every = 200 * time.Millisecond
+	}
+	if time.Since(m.last) < every {
+		return
+	}
+	m.last = time.Now()
+	rate := float64(done-m.from) / time.Since(m.started).Seconds()
+	var eta time.Duration
+	if rate > 0 && m.total > done {
+		eta = time.Duration(float64(m.total-done) / rate * float64(time.Second)).Round(time.Second)
+	}
+	if m.terminal {
+		fmt.Fprintf(os.Stderr, "\r%s: %d of %d rows (%.0f%%), %.0f rows/s, ETA %s   ", m.what, done, m.total, 100*float64(done)/float64(max(m.total, 1)), rate, eta)
+		return
+	}
+	m.log.Info().Int64("done", done).Int64("total", m.total).Float64("rows_per_second", rate).Dur("eta", eta).Msg(m.what + " progress")
+}
+
+func (m *progressMeter) done(done int64) {
+	if m.terminal {
+		fmt.Fprintln(os.Stderr)
+	}
+	m.log.Info().Int64("done", done).Dur("took", time.Since(m.started).Round(time.Millisecond)).Msg(m.what + " complete")
+}
