@@ -31,9 +31,9 @@ func TestTheLakeReadWithDuckDBHoldsEveryProducedEventOnceInImmutableFiles(t *tes
 	start(t, root, bootstrap, topic, group(t), archiver.Policy{MaxEvents: 150, MaxAge: 500 * time.Millisecond})
 	offsets := produce(t, bootstrap, topic, withDups)
 
-	high := lakeaudit.WaitCovered(t, root, bootstrap, topic, time.Minute)
+	visible := lakeaudit.WaitCovered(t, root, bootstrap, topic, time.Minute)
 	files := lakeaudit.Files(t, root, topic)
-	if gaps := lakeaudit.Gaps(files, high); len(gaps) > 0 {
+	if gaps := lakeaudit.Gaps(files, visible); len(gaps) > 0 {
 		t.Errorf("offsets not covered exactly once: %v", gaps)
 	}
 	dates := map[string]bool{}
@@ -97,8 +97,8 @@ func TestARestartedArchiverResumesFromTheFilesEvenInAGroupWithNoOffsets(t *testi
 	// A new group has no committed offsets: only the files say where to go on.
 	start(t, root, bootstrap, topic, group(t), archiver.Policy{MaxEvents: 40, MaxAge: 300 * time.Millisecond})
 	produce(t, bootstrap, topic, events("after", 100, 2, day.Add(time.Hour)))
-	high := lakeaudit.WaitCovered(t, root, bootstrap, topic, time.Minute)
-	if gaps := lakeaudit.Gaps(lakeaudit.Files(t, root, topic), high); len(gaps) > 0 {
+	visible := lakeaudit.WaitCovered(t, root, bootstrap, topic, time.Minute)
+	if gaps := lakeaudit.Gaps(lakeaudit.Files(t, root, topic), visible); len(gaps) > 0 {
 		t.Errorf("after the restart: %v", gaps)
 	}
 	after := snapshot(t, root)

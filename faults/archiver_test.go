@@ -23,8 +23,11 @@ type lakeStack struct {
 	watch *lakeaudit.Watcher
 }
 
-func newLakeStack(t *testing.T) *lakeStack {
-	s := &lakeStack{stack: newStack(t), root: t.TempDir()}
+func newLakeStack(t *testing.T) *lakeStack { return lakeOn(t, newStack(t)) }
+
+// lakeOn adds a lake to a stack made elsewhere (inBothModes).
+func lakeOn(t *testing.T, st *stack) *lakeStack {
+	s := &lakeStack{stack: st, root: t.TempDir()}
 	s.watch = lakeaudit.Watch(t, s.root, s.topic)
 	return s
 }
@@ -55,9 +58,9 @@ func (s *lakeStack) finishLake(name string, load *e2e.Load, note string) {
 	if topic := e2e.Audit(s.t, s.broker.Addr(), s.topic, s.pool, 5*time.Minute); !topic.Clean() || topic.Missing > 0 {
 		s.t.Fatalf("%s: the topic itself is incomplete (%s): the lake cannot be judged", name, topic)
 	}
-	high := lakeaudit.WaitCovered(s.t, s.root, s.broker.Addr(), s.topic, 3*time.Minute)
+	visible := lakeaudit.WaitCovered(s.t, s.root, s.broker.Addr(), s.topic, 3*time.Minute)
 	files := lakeaudit.Files(s.t, s.root, s.topic)
-	if gaps := lakeaudit.Gaps(files, high); len(gaps) > 0 {
+	if gaps := lakeaudit.Gaps(files, visible); len(gaps) > 0 {
 		s.t.Errorf("%s: offsets not in exactly one file: %v", name, gaps)
 	}
 	rep := s.lakeReport()
@@ -68,11 +71,14 @@ func (s *lakeStack) finishLake(name string, load *e2e.Load, note string) {
 	}
 	note = fmt.Sprintf("lake read with DuckDB: %d files, %d seen changing, %d partial seen; %s", seen, len(changed), len(partial), note)
 	results.Lock()
-	results.rows = append(results.rows, result{Scenario: name, Report: rep, Note: note})
+	results.rows = append(results.rows, result{Scenario: name, Delivery: s.mode(), Report: rep, Note: note})
 	results.Unlock()
 	s.t.Logf("%s: %s; %s", name, rep, note)
 	if !rep.Clean() {
 		s.t.Errorf("%s: %s", name, rep)
+	}
+	if s.mode() == "exactly-once" && rep.Duplicates != 0 {
+		s.t.Errorf("%s, exactly-once upstream: %d duplicates in the lake, want 0", name, rep.Duplicates)
 	}
 	if rep.Inserted == 0 {
 		s.t.Errorf("%s: nothing was inserted, the scenario proves nothing", name)
@@ -123,10 +129,15 @@ func (s *lakeStack) lakeReport() e2e.Report {
 	return rep
 }
 
+// In both delivery modes of the streamer: with exactly-once upstream the lake
+// must hold no duplicate at all.
 func TestArchiverSIGKILLedUnderLoadLosesNothingAndNoFileChanges(t *testing.T) {
-	t.Parallel()
+	inBothModes(t, archiverKills)
+}
+
+func archiverKills(t *testing.T, st *stack) {
 	sc := size()
-	s := newLakeStack(t)
+	s := lakeOn(t, st)
 	s.streamer(0)
 	a := s.archiver(0)
 	// The load runs until every kill is done, so each one lands under load.

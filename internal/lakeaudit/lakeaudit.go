@@ -100,24 +100,94 @@ func Files(t testing.TB, root, topic string) []archiver.FileName {
 	return out
 }
 
-// Gaps checks that topic's files cover every offset below the high
-// watermarks exactly once: it returns one line per gap or overlap.
-func Gaps(files []archiver.FileName, high map[int32]int64) []string {
-	var out []string
-	next := map[int32]int64{}
-	for _, f := range files {
-		if f.First != next[f.Partition] {
-			out = append(out, fmt.Sprintf("partition %d: file %d-%d follows offset %d", f.Partition, f.First, f.Last, next[f.Partition]-1))
-		}
-		next[f.Partition] = f.Last + 1
+// Visible lists, per partition, the offsets a read_committed consumer
+// reads: records of committed transactions and plain records, never
+// transaction markers or aborted records, which no file can hold.
+type Visible map[int32][]int64
+
+// ReadVisible reads topic from the start with read_committed until every
+// partition's position reaches its high watermark, read once, now.
+func ReadVisible(t testing.TB, bootstrap, topic string) Visible {
+	t.Helper()
+	high := High(t, bootstrap, topic)
+	c, err := kafka.NewConsumer(&kafka.ConfigMap{"bootstrap.servers": bootstrap, "group.id": "lakeaudit-visible",
+		"isolation.level": "read_committed", "enable.auto.commit": false, "log_level": 3})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for p, h := range high {
-		if next[p] != h {
-			out = append(out, fmt.Sprintf("partition %d: files end at %d, the topic at %d", p, next[p], h))
+	defer c.Close()
+	var tps []kafka.TopicPartition
+	for p := range high {
+		tps = append(tps, kafka.TopicPartition{Topic: &topic, Partition: p, Offset: kafka.OffsetBeginning})
+	}
+	if err := c.Assign(tps); err != nil {
+		t.Fatal(err)
+	}
+	out := Visible{}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		pos, err := c.Position(tps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := true
+		for _, tp := range pos {
+			if high[tp.Partition] > 0 && int64(tp.Offset) < high[tp.Partition] {
+				done = false
+			}
+		}
+		if done {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("read_committed positions %v did not reach the high watermarks %v", pos, high)
+		}
+		if m, ok := c.Poll(100).(*kafka.Message); ok {
+			out[m.TopicPartition.Partition] = append(out[m.TopicPartition.Partition], int64(m.TopicPartition.Offset))
+		}
+	}
+}
+
+// Gaps checks that topic's files hold every visible offset exactly once: no
+// two files overlap, and every offset between files, before the first and
+// after the last is invisible. It returns one line per problem.
+func Gaps(files []FileName, visible Visible) []string {
+	var out []string
+	byPart := map[int32][]FileName{}
+	for _, f := range files {
+		byPart[f.Partition] = append(byPart[f.Partition], f)
+	}
+	for p, offs := range visible {
+		fs := byPart[p]
+		i := 0 // next visible offset to place
+		prevLast := int64(-1)
+		for _, f := range fs {
+			if f.First <= prevLast {
+				out = append(out, fmt.Sprintf("partition %d: file %d-%d overlaps the previous, which ends at %d", p, f.First, f.Last, prevLast))
+			}
+			for i < len(offs) && offs[i] < f.First {
+				out = append(out, fmt.Sprintf("partition %d: offset %d is in no file", p, offs[i]))
+				i++
+			}
+			for i < len(offs) && offs[i] <= f.Last {
+				i++
+			}
+			prevLast = f.Last
+		}
+		for ; i < len(offs); i++ {
+			out = append(out, fmt.Sprintf("partition %d: offset %d is in no file", p, offs[i]))
+		}
+	}
+	for p := range byPart {
+		if _, ok := visible[p]; !ok {
+			out = append(out, fmt.Sprintf("partition %d has files but no visible record", p))
 		}
 	}
 	return out
 }
+
+// FileName is an archiver file's name, parsed.
+type FileName = archiver.FileName
 
 // High returns the high watermark of every partition of topic.
 func High(t testing.TB, bootstrap, topic string) map[int32]int64 {
@@ -142,11 +212,11 @@ func High(t testing.TB, bootstrap, topic string) map[int32]int64 {
 	return out
 }
 
-// WaitCovered waits until the lake's files reach every partition's high
-// watermark (read once, now) and returns the watermarks.
-func WaitCovered(t testing.TB, root, bootstrap, topic string, timeout time.Duration) map[int32]int64 {
+// WaitCovered reads the topic's visible offsets (now) and waits until the
+// lake's files reach the last of each partition; it returns them.
+func WaitCovered(t testing.TB, root, bootstrap, topic string, timeout time.Duration) Visible {
 	t.Helper()
-	high := High(t, bootstrap, topic)
+	visible := ReadVisible(t, bootstrap, topic)
 	deadline := time.Now().Add(timeout)
 	for {
 		var names []string
@@ -155,19 +225,29 @@ func WaitCovered(t testing.TB, root, bootstrap, topic string, timeout time.Durat
 		}
 		res := archiver.ResumeFrom(topic, names)
 		done := true
-		for p, h := range high {
-			if h > 0 && res.Next[p] < h {
+		for p, offs := range visible {
+			if len(offs) > 0 && res.Next[p] <= offs[len(offs)-1] {
 				done = false
 			}
 		}
 		if done {
-			return high
+			return visible
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the lake reached %v of the topic's %v within %s", res.Next, high, timeout)
+			t.Fatalf("the lake reached %v; the topic's visible records end at %v, within %s", res.Next, lastOf(visible), timeout)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+func lastOf(v Visible) map[int32]int64 {
+	out := map[int32]int64{}
+	for p, offs := range v {
+		if len(offs) > 0 {
+			out[p] = offs[len(offs)-1]
+		}
+	}
+	return out
 }
 
 // Watcher records the content of every file the moment it is first seen,
