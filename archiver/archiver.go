@@ -316,6 +316,14 @@ func (a *Archiver) updateLag() {
 			continue // not fetched from yet
 		}
 		archived := max(p.durable, low, 0) // nothing archived yet: all the partition holds is lag
+		if p.open == nil {
+			// Everything read is in durable files; the position is past
+			// transaction markers, which no file holds.
+			topic := a.cfg.Topic
+			if pos, err := a.c.Position([]kafka.TopicPartition{{Topic: &topic, Partition: id}}); err == nil && int64(pos[0].Offset) > archived {
+				archived = int64(pos[0].Offset)
+			}
+		}
 		a.m.Lag.WithLabelValues(fmt.Sprint(id)).Set(float64(max(high-archived, 0)))
 	}
 }

@@ -39,7 +39,7 @@ func (s *lakeStack) archiver(port int) *e2e.Process {
 	s.t.Helper()
 	return e2e.Start(s.t, "archiver", testenv.Bin(s.t, "archiver"), []string{
 		"KAFKA_BOOTSTRAP_SERVERS=" + s.broker.Addr(), "KAFKA_TOPIC=" + s.topic, "LAKE_URL=file://" + s.root,
-		"ROLL_AGE=1s", "ROLL_EVENTS=500", "SPOOL_DIR=" + s.t.TempDir(), "KAFKA_SESSION_TIMEOUT_MS=6000", "KAFKA_MAX_POLL_INTERVAL_MS=10000",
+		"ROLL_AGE=1s", "ROLL_EVENTS=500", "SPOOL_DIR=" + s.t.TempDir(), "KAFKA_PROPERTY_SESSION_TIMEOUT_MS=6000", "KAFKA_PROPERTY_MAX_POLL_INTERVAL_MS=10000",
 		fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", port),
 	}, "run")
 }
