@@ -271,8 +271,8 @@ recovery the stop printed, and the audit runs after it.
   second) and for the publication check that vouches for it (every second).
   Exactly-once mode skips them on resume: its position is the progress record
   committed with each Kafka transaction.
-- **Archiver rows** have no delivery mode: they audit the lake, read with
-  DuckDB, against the table.
+- **Archiver rows** audit the lake, read with DuckDB, against the table; their
+  delivery column is the streamer's mode upstream of the archiver.
 - **Broker SIGKILL.** This kfake version keeps enough idempotent-producer
   state on disk, and accepts a restarted producer's sequences as Kafka 2.5+
   does (KIP-360), so the SIGKILL caused no fatal producer error here ("0
