@@ -70,7 +70,8 @@ func TestComposeRunsPrometheusAndGrafanaOnlyUnderTheObservabilityProfile(t *test
 			t.Errorf("rule file %s is not mounted into the prometheus service", rf)
 		}
 	}
-	listens := map[string]string{"userstream-api": "api:" + port(p, "api", "LISTEN_ADDR"), "userstream-streamer": "streamer:" + port(p, "streamer", "METRICS_ADDR")}
+	listens := map[string]string{"userstream-api": "api:" + port(p, "api", "LISTEN_ADDR"), "userstream-streamer": "streamer:" + port(p, "streamer", "METRICS_ADDR"),
+		"userstream-archiver": "archiver:" + port(p, "archiver", "METRICS_ADDR")}
 	for _, sc := range cfg.ScrapeConfigs {
 		want, ok := listens[sc.JobName]
 		if !ok {

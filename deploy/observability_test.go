@@ -23,6 +23,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/userstream/userstream/api"
+	"github.com/userstream/userstream/archiver"
 	"github.com/userstream/userstream/internal/promreg"
 	"github.com/userstream/userstream/streamer"
 )
@@ -46,6 +47,8 @@ func exported(t *testing.T) map[string][]string {
 	srv.Handler().ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/healthz", nil))
 	streamerReg := promreg.New()
 	streamer.New(streamer.Config{}, zerolog.Nop(), streamer.NewMetrics(streamerReg))
+	archiverReg := promreg.New()
+	archiver.NewMetrics(archiverReg).Lag.WithLabelValues("0").Set(0) // a child, so the vector shows its labels
 
 	names := map[string][]string{}
 	for name, labels := range prometheusOwn {
@@ -53,7 +56,7 @@ func exported(t *testing.T) map[string][]string {
 	}
 	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
 	varLabels := regexp.MustCompile(`variableLabels: \{([^}]*)\}`)
-	for _, reg := range []*prometheus.Registry{apiReg, streamerReg} {
+	for _, reg := range []*prometheus.Registry{apiReg, streamerReg, archiverReg} {
 		descs := make(chan *prometheus.Desc, 256)
 		go func() { reg.Describe(descs); close(descs) }()
 		for d := range descs {
@@ -141,10 +144,11 @@ func dashboardQueries(t *testing.T, path string) map[string][]string {
 		t.Fatal(err)
 	}
 	type panel struct {
-		Title   string  `json:"title"`
-		Type    string  `json:"type"`
-		Panels  []panel `json:"panels"`
-		Targets []struct {
+		Title     string  `json:"title"`
+		Type      string  `json:"type"`
+		Collapsed bool    `json:"collapsed"`
+		Panels    []panel `json:"panels"`
+		Targets   []struct {
 			Expr string `json:"expr"`
 		} `json:"targets"`
 	}
@@ -161,6 +165,10 @@ func dashboardQueries(t *testing.T, path string) map[string][]string {
 		for _, p := range ps {
 			walk(p.Panels)
 			if p.Type == "row" {
+				// A collapsed row carries its panels; an empty one shows nothing.
+				if p.Collapsed && len(p.Panels) == 0 {
+					t.Errorf("collapsed row %q holds no panel", p.Title)
+				}
 				continue
 			}
 			if len(p.Targets) == 0 {
