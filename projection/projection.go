@@ -9,6 +9,7 @@ package projection
 import (
 	"embed"
 	"errors"
+	"time"
 )
 
 // Op is the kind of change.
@@ -62,6 +63,9 @@ type Event struct {
 	Subject string // the entity the event is about (the user's id); with the change's LSN it forms ce_id
 	Key     []byte // Kafka key: events of one entity keep their order
 	Value   []byte // JSON, valid against the type's schema
+	// OccurredAt is when the entity says it happened (a user's created_at):
+	// the time of a copy read from the table, which holds no commit time.
+	OccurredAt time.Time
 }
 
 // Projector makes the events of one table.

@@ -90,7 +90,7 @@ func (b userCreatedBinding) Project(op Op, row Row) (Event, bool, error) {
 		return Event{}, false, fmt.Errorf("encode %s: %w", UserCreatedType, err)
 	}
 	subject := strconv.FormatInt(id, 10)
-	return Event{Type: UserCreatedType, Subject: subject, Key: []byte(subject), Value: value}, true, nil
+	return Event{Type: UserCreatedType, Subject: subject, Key: []byte(subject), Value: value, OccurredAt: createdAt.UTC()}, true, nil
 }
 
 // SourceColumns are the users columns the event is built from: the

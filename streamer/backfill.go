@@ -189,7 +189,7 @@ func (bf *backfill) one(ctx context.Context, b projection.Binding, id int64, val
 	if !ok {
 		return nil
 	}
-	headers := bf.ce.copied(ev, bf.source, time.Now(), "userstream_backfill")
+	headers := bf.ce.copied(ev, bf.source, "userstream_backfill")
 	for {
 		err := bf.sink.Produce(ev.Key, ev.Value, headers, nil)
 		if err == nil {

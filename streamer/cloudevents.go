@@ -78,13 +78,14 @@ func (e *ceEncoder) streamed(ev projection.Event, source []byte, lsn pglogrepl.L
 }
 
 // copied is the header set of an event made from a row read by a query (a
-// snapshot or a backfill): ce_time is at, and the header flag says which.
-func (e *ceEncoder) copied(ev projection.Event, source []byte, at time.Time, flag string) []kafka.Header {
+// snapshot or a backfill): ce_time is the event's own time, so every run
+// makes the same headers, and the header flag says which.
+func (e *ceEncoder) copied(ev projection.Event, source []byte, flag string) []kafka.Header {
 	b := append(e.buf[:0], ev.Subject...)
 	subjectEnd := len(b)
 	b = appendCEID(b, ev)
 	idEnd := len(b)
-	b = at.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = ev.OccurredAt.UTC().AppendFormat(b, time.RFC3339Nano)
 	e.buf = b
 	e.headers = append(ceHeaders(e.headers[:0], e.typ(ev.Type), source, b[subjectEnd:idEnd], b[idEnd:], b[:subjectEnd]),
 		kafka.Header{Key: flag, Value: trueValue})

@@ -44,7 +44,7 @@ type snapshotJob struct {
 	UpToID   int64     `json:"up_to_id"`
 	Total    int64     `json:"total"`
 	Done     int64     `json:"done"`
-	Started  time.Time `json:"started"` // the ce_time of every snapshot event, the same on every run
+	Started  time.Time `json:"started"`
 }
 
 func (s *Streamer) snapshotKey() []byte { return []byte("snapshot/" + s.cfg.Slot) }
@@ -244,7 +244,7 @@ func (sn *snapshotter) send(ctx context.Context, c *chunk) (int, int64, error) {
 		if err != nil || !ok {
 			return n, last, err
 		}
-		headers := sn.p.ce.copied(ev, sn.source, sn.job.Started, "userstream_snapshot")
+		headers := sn.p.ce.copied(ev, sn.source, "userstream_snapshot")
 		c.outstanding.Add(1)
 		for {
 			err := sn.p.sink.Produce(ev.Key, ev.Value, headers, c)

@@ -330,6 +330,10 @@ func TestBackfillProducesEveryExistingUserWithAStableCEID(t *testing.T) {
 		if prev, seen := ceid[r.Key]; seen && prev != r.Headers["ce_id"] {
 			t.Fatalf("user %s backfilled twice with ce_id %q and %q", r.Key, prev, r.Headers["ce_id"])
 		}
+		// Every run makes the same headers: ce_time is the row's created_at.
+		if r.Headers["ce_time"] != u.createdAt {
+			t.Fatalf("user %s: backfilled ce_time %q, want its created_at %q", r.Key, r.Headers["ce_time"], u.createdAt)
+		}
 		ceid[r.Key] = r.Headers["ce_id"]
 	}
 	if len(ceid) != 50 {
