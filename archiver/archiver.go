@@ -190,6 +190,12 @@ func (a *Archiver) add(ctx context.Context, msg *kafka.Message) error {
 		}
 	}
 	if err := p.open.add(s, r); err != nil {
+		if p.open.empty() {
+			// The file was opened for this record: its name claims the
+			// record's offset, so it must never be published.
+			p.open.discard()
+			p.open = nil
+		}
 		return fmt.Errorf("%s partition %d: %w", a.cfg.Topic, tp.Partition, err)
 	}
 	a.m.Read.Inc()

@@ -2,6 +2,7 @@ package archiver
 
 import (
 	"fmt"
+	"path"
 	"strconv"
 	"strings"
 )
@@ -53,16 +54,19 @@ func ParseKey(key string) (f FileName, ok bool) {
 }
 
 // tempOf returns the final key a leftover temporary file was written for:
-// file:// lakes write <key>.<hex>.tmp next to the key.
+// file:// lakes write .<name>.<random>.tmp next to the name (hidden from
+// readers by its leading dot).
 func tempOf(key string) (string, bool) {
 	if !strings.HasSuffix(key, ".tmp") {
 		return "", false
 	}
-	i := strings.LastIndex(key, fileSuffix+".")
+	dir, base := path.Split(key)
+	base = strings.TrimPrefix(base, ".")
+	i := strings.LastIndex(base, fileSuffix+".")
 	if i < 0 {
 		return "", false
 	}
-	return key[:i+len(fileSuffix)], true
+	return dir + base[:i+len(fileSuffix)], true
 }
 
 // Resume is what the lake says about one topic's partitions.

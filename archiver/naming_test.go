@@ -1,6 +1,7 @@
 package archiver
 
 import (
+	"path"
 	"reflect"
 	"testing"
 )
@@ -38,7 +39,10 @@ func TestResumeStartsEachPartitionAfterItsLastFileAndFindsLeftoverTemporaryFiles
 		return FileName{Topic: "users.created", Date: date, Partition: p, First: first, Last: last}.Key()
 	}
 	tmp := name(1, 30, 39, "2024-05-07") + ".18f3a9c2.tmp"
+	dir, base := path.Split(name(0, 20, 29, "2024-05-07"))
+	hidden := dir + "." + base + ".1234567.tmp" // what the file:// lake writes now
 	keys := []string{
+		hidden,
 		name(0, 0, 9, "2024-05-06"),
 		name(0, 10, 19, "2024-05-07"), // a later date folder sorts after, but order must not matter
 		name(1, 0, 29, "2024-05-06"),
@@ -51,7 +55,7 @@ func TestResumeStartsEachPartitionAfterItsLastFileAndFindsLeftoverTemporaryFiles
 	if want := map[int32]int64{0: 20, 1: 30}; !reflect.DeepEqual(got.Next, want) {
 		t.Errorf("next offsets %v, want %v", got.Next, want)
 	}
-	if want := map[int32][]string{1: {tmp}}; !reflect.DeepEqual(got.Temps, want) {
+	if want := map[int32][]string{0: {hidden}, 1: {tmp}}; !reflect.DeepEqual(got.Temps, want) {
 		t.Errorf("temporary files %v, want %v", got.Temps, want)
 	}
 	if got.Files != 4 {

@@ -93,6 +93,9 @@ func (f *openFile) add(s *eventfile.Schema, r eventfile.Record) error {
 	return nil
 }
 
+// empty says no record was taken into the file, not even as a duplicate.
+func (f *openFile) empty() bool { return f.w.Rows() == 0 && f.dups == 0 }
+
 func (f *openFile) full(p Policy) bool {
 	return f.w.Rows() >= p.MaxEvents || f.w.Size() >= p.MaxBytes
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/userstream/userstream/lake"
 )
@@ -106,5 +107,56 @@ func TestAURLWithoutAFolderOrSchemeIsRefused(t *testing.T) {
 		if _, err := lake.Open(context.Background(), u); err == nil {
 			t.Errorf("Open(%q) succeeded", u)
 		}
+	}
+}
+
+// blockingReader hands out its bytes, then waits for release: a put that
+// is still writing when another one of the same name ends.
+type blockingReader struct {
+	data    []byte
+	release chan struct{}
+	read    bool
+}
+
+func (r *blockingReader) Read(p []byte) (int, error) {
+	if !r.read {
+		r.read = true
+		return copy(p, r.data), nil
+	}
+	<-r.release
+	return 0, io.EOF
+}
+
+func TestTwoWritersOfOneNameNeverReplaceAVisibleFileAndTheirTemporaryFileIsHidden(t *testing.T) {
+	ctx := context.Background()
+	l, root := open(t)
+	key := "t/event_date=2024-05-06/t+0+1+2.parquet"
+	slow := &blockingReader{data: []byte("second writer"), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() { _, err := l.Put(ctx, key, slow); done <- err }()
+	// While the slow put is half written, its temporary file is hidden from
+	// readers that open the folder: a leading dot.
+	var hidden []string
+	for range 100 {
+		if hidden = files(t, root); len(hidden) == 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(hidden) != 1 || !strings.HasPrefix(filepath.Base(hidden[0]), ".") || strings.HasSuffix(hidden[0], ".parquet") {
+		t.Fatalf("files while a put is under way: %v, want one hidden temporary file", hidden)
+	}
+	if _, err := l.Put(ctx, key, strings.NewReader("first writer")); err != nil {
+		t.Fatal(err)
+	}
+	close(slow.release)
+	if err := <-done; !errors.Is(err, lake.ErrDifferentContent) {
+		t.Fatalf("the second writer: %v, want ErrDifferentContent", err)
+	}
+	if got, err := l.ReadAll(ctx, key); err != nil || string(got) != "first writer" {
+		t.Fatalf("content %q, %v; the visible file was replaced", got, err)
+	}
+	if fs := files(t, root); len(fs) != 1 {
+		t.Errorf("files %v, want only the object", fs)
 	}
 }

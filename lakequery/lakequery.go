@@ -26,7 +26,7 @@ var ErrEmpty = errors.New("the lake holds no Parquet file of this topic yet")
 func Root(lakeURL string) (string, error) {
 	u, err := url.Parse(lakeURL)
 	if err != nil || u.Scheme != "file" {
-		return "", fmt.Errorf("lake %q: lakequery reads file:// lakes", lakeURL)
+		return "", errors.New("lake URL: lakequery reads file:// lakes (file:///path/to/lake)")
 	}
 	local := u.Path
 	if u.Host != "" && u.Host != "localhost" {
