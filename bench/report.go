@@ -32,7 +32,7 @@ func (r report) markdown(versions string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Benchmarks\n\nProduced by `make bench` on %s in %s. Machine: %s; %s; %s; broker: devkafka (franz-go kfake) on loopback. Streamer: idempotent producer, `acks=all`, lz4, one process; `DELIVERY=at-least-once` and `DELIVERY=exactly-once` each measured.\n\n",
 		r.started.UTC().Format("2006-01-02"), r.took.Round(time.Second), machine.Describe(), versions, runtime.Version())
-	fmt.Fprintf(&b, "Load average (1 min) of the machine when the run started and ended: %s and %s; anything above the run's own use is other work sharing the 2 cores (see *machine CPU busy*).\n\n", r.loadStart, r.loadEnd)
+	fmt.Fprintf(&b, "Load average (1 min) of the 2-core machine when the measurements started and ended: %s and %s. The machine is shared: *machine CPU busy* beside each figure covers both cores, other work included.\n\n", r.loadStart, r.loadEnd)
 	b.WriteString("Absolute figures on shared machines drift between runs, so each is printed beside its ceiling measured in the same run.\n\n")
 
 	r.catchUpMarkdown(&b)
