@@ -215,7 +215,9 @@ func (s *Sink) EnsureTopic(ctx context.Context) error {
 			switch d.Name {
 			case s.progress:
 				// Only the last progress record per key matters.
-				spec.Config = map[string]string{"cleanup.policy": "compact"}
+				// Compacted often: every session start reads it whole, and
+				// it takes a record per Kafka transaction.
+				spec.Config = map[string]string{"cleanup.policy": "compact", "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"}
 			case s.dlq:
 				// A dead letter may be the only copy of its row's event: keep it
 				// until someone deals with it.

@@ -60,14 +60,17 @@ func CreateSlotWithSnapshot(ctx context.Context, dsn, slot, table string) (Bound
 	return b, nil
 }
 
-// VisibleIn is a SQL condition on a table's rows: the row was committed in
-// the pg_snapshot given as parameter $n. A row's xmin is a 32-bit xid; it is
-// widened to an xid8 with the snapshot's epoch (the previous one when it is
-// above the snapshot's xmax).
+// VisibleIn is a SQL condition on a table's rows: the row's current version
+// was committed in the pg_snapshot given as parameter $n. A row's xmin is a
+// 32-bit xid; it is widened to an xid8 with the epoch of the server's next
+// xid now (the previous epoch when it is above that), so a row written
+// after the snapshot reads as newer than it, never as older. A row changed
+// after the snapshot (an UPDATE) reads as not visible: the caller is for
+// insert-only tables.
 func VisibleIn(n int) string {
 	s := fmt.Sprintf("$%d::pg_snapshot", n)
-	x := fmt.Sprintf("pg_snapshot_xmax(%s)::text::bigint", s)
-	wide := fmt.Sprintf("((%s & -4294967296) + xmin::text::bigint)", x)
+	now := "pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+	wide := fmt.Sprintf("((%s & -4294967296) + xmin::text::bigint)", now)
 	return fmt.Sprintf("pg_visible_in_snapshot(greatest(CASE WHEN %s > %s THEN %s - 4294967296 ELSE %s END, 3)::text::xid8, %s)",
-		wide, x, wide, wide, s)
+		wide, now, wide, wide, s)
 }

@@ -55,6 +55,7 @@ func (s *Streamer) Backfill(ctx context.Context, r BackfillRange) (BackfillResul
 	}
 	pr := projection.UserCreated{}
 	ns, table := pr.Table()
+	requested := r // the job is named by what was asked, before 0 becomes max(id)
 	if r.UpToID == 0 {
 		if err := conn.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM "+replication.QuoteTable(ns+"."+table)).Scan(&r.UpToID); err != nil {
 			return res, fmt.Errorf("find the last user: %w", err)
@@ -82,7 +83,7 @@ func (s *Streamer) Backfill(ctx context.Context, r BackfillRange) (BackfillResul
 		}
 		s.log.Info().Int("keys", present.n).Str("topic", s.cfg.Kafka.Topic).Msg("backfill: read the users the topic holds")
 	}
-	job, err := s.startBackfillJob(ctx, conn, r)
+	job, err := s.startBackfillJob(ctx, conn, requested, r.UpToID)
 	if err != nil {
 		return res, err
 	}

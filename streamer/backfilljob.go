@@ -33,10 +33,10 @@ type backfillJob struct {
 	Done    int64  `json:"done"`
 }
 
-// startBackfillJob resumes the same backfill when a run of it did not
-// complete, or starts a new one. r.UpToID is resolved already.
-func (s *Streamer) startBackfillJob(ctx context.Context, conn *pgx.Conn, r BackfillRange) (backfillJob, error) {
-	what := fmt.Sprintf("%d-%d", r.AfterID, r.UpToID)
+// startBackfillJob resumes the same backfill (the same range as asked for)
+// when a run of it did not complete, or starts a new one up to upTo.
+func (s *Streamer) startBackfillJob(ctx context.Context, conn *pgx.Conn, r BackfillRange, upTo int64) (backfillJob, error) {
+	what := fmt.Sprintf("%d-%d", r.AfterID, r.UpToID) // 0: up to the largest id when it started
 	if r.Missing {
 		what = "missing"
 	}
@@ -54,10 +54,10 @@ func (s *Streamer) startBackfillJob(ctx context.Context, conn *pgx.Conn, r Backf
 			return job, nil
 		}
 	}
-	job = backfillJob{key: job.key, State: "running", AfterID: r.AfterID, UpToID: r.UpToID}
+	job = backfillJob{key: job.key, State: "running", AfterID: r.AfterID, UpToID: upTo}
 	pr := s.cfg.Projectors[0]
 	ns, name := pr.Table()
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+replication.QuoteTable(ns+"."+name)+" WHERE id > $1 AND id <= $2", r.AfterID, r.UpToID).Scan(&job.Total); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+replication.QuoteTable(ns+"."+name)+" WHERE id > $1 AND id <= $2", r.AfterID, upTo).Scan(&job.Total); err != nil {
 		return job, fmt.Errorf("count the users to backfill: %w", err)
 	}
 	return job, nil
@@ -177,6 +177,13 @@ func (w *backfillWriter) finish(ctx context.Context, job backfillJob) error {
 }
 
 func (w *backfillWriter) close() {
+	if w.txn {
+		// A failed chunk's transaction would pin every read_committed
+		// consumer of the topic until it timed out.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = w.sink.AbortTransaction(ctx) // an error means none was open
+		cancel()
+	}
 	close(w.stop)
 	w.ended.Wait()
 	w.sink.Close()

@@ -25,9 +25,9 @@ const (
 type delivery interface {
 	// start prepares the producer before the first record.
 	start(ctx context.Context) error
-	// admit says whether the next record of cur is to be produced: false
+	// admit says whether record number seq of cur is to be produced: false
 	// when it is already in Kafka.
-	admit(cur *txn) bool
+	admit(cur *txn, seq int) bool
 	// produced follows a record of cur that librdkafka accepted (the
 	// tracker counted it before it was handed over).
 	produced(ctx context.Context, cur *txn, deadLetter bool) error
@@ -53,7 +53,7 @@ type delivery interface {
 type atLeastOnce struct{ p *pipe }
 
 func (d atLeastOnce) start(context.Context) error                { return nil }
-func (d atLeastOnce) admit(*txn) bool                            { return true }
+func (d atLeastOnce) admit(*txn, int) bool                       { return true }
 func (d atLeastOnce) produced(context.Context, *txn, bool) error { return nil }
 
 func (d atLeastOnce) delivered(t *txn, deadLetter bool) {

@@ -27,7 +27,6 @@ type exactlyOnce struct {
 	records int       // records in the open Kafka transaction
 	began   time.Time // when its first record was produced
 	last    *txn      // the transaction of its last record
-	extra   bool      // it holds records from outside the stream (a snapshot chunk)
 }
 
 // batched counts one PostgreSQL transaction's records in the open Kafka
@@ -80,6 +79,16 @@ func (d *exactlyOnce) start(ctx context.Context) error {
 		return err
 	}
 	cfg := d.p.s.cfg
+	if d.p.fresh {
+		// A slot made now (first run, or after a lost slot) streams from
+		// now: progress left by an older slot of the same name (before a
+		// failover or a restore) says nothing about it. A zero progress
+		// record replaces it before anything else is committed.
+		if err := d.resetProgress(ictx); err != nil {
+			return err
+		}
+		return d.p.sink.BeginTransaction()
+	}
 	last, err := kafkasink.LastValue(ictx, cfg.Kafka.Properties, cfg.Kafka.ProgressTopic, []byte(cfg.Slot))
 	if err != nil {
 		return fmt.Errorf("read the last progress of slot %s: %w", cfg.Slot, err)
@@ -94,7 +103,21 @@ func (d *exactlyOnce) start(ctx context.Context) error {
 	return d.p.sink.BeginTransaction()
 }
 
-func (d *exactlyOnce) admit(cur *txn) bool { return !d.resume.covers(cur.lsn, cur.seq) }
+func (d *exactlyOnce) resetProgress(ctx context.Context) error {
+	value, err := json.Marshal(progress{Slot: d.p.s.cfg.Slot, CommitLSN: pglogrepl.LSN(0).String()})
+	if err != nil {
+		return err
+	}
+	if err := d.p.sink.BeginTransaction(); err != nil {
+		return err
+	}
+	if err := d.p.sink.ProduceProgress([]byte(d.p.s.cfg.Slot), value); err != nil {
+		return fmt.Errorf("reset progress: %w", err)
+	}
+	return d.p.sink.CommitTransaction(ctx)
+}
+
+func (d *exactlyOnce) admit(cur *txn, seq int) bool { return !d.resume.covers(cur.lsn, seq) }
 
 func (d *exactlyOnce) produced(ctx context.Context, cur *txn, deadLetter bool) error {
 	if n := len(d.batch); n > 0 && d.batch[n-1].t == cur {
@@ -147,7 +170,6 @@ func (d *exactlyOnce) durable(ctx context.Context, _ *chunk, key, cursor []byte)
 	if err := d.p.sink.ProduceProgress(key, cursor); err != nil {
 		return fmt.Errorf("produce the snapshot cursor: %w", err)
 	}
-	d.extra = true
 	return d.checkpoint(ctx)
 }
 
@@ -184,6 +206,19 @@ func (d *exactlyOnce) checkpoint(ctx context.Context) error {
 	}
 	var err error
 	for {
+		if ctx.Err() != nil {
+			// Shutting down (or past SHUTDOWN_TIMEOUT) during an outage: the
+			// records stay uncommitted and unacknowledged, and are read again
+			// from the slot by the next run.
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = d.p.sink.AbortTransaction(actx)
+			cancel()
+			// Nothing is open any more: a clean stop has nothing to finish,
+			// and the tracker never saw these records delivered.
+			clear(d.batch)
+			d.batch, d.records, d.last = d.batch[:0], 0, nil
+			return fmt.Errorf("commit kafka transaction: %w", ctx.Err())
+		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		err = d.p.sink.CommitTransaction(cctx)
 		cancel()
@@ -213,6 +248,6 @@ func (d *exactlyOnce) checkpoint(ctx context.Context) error {
 		d.p.s.metrics.observeCommitted(b.t, b.n-b.letters, b.letters, now)
 	}
 	clear(d.batch)
-	d.batch, d.records, d.last, d.extra = d.batch[:0], 0, nil, false
+	d.batch, d.records, d.last = d.batch[:0], 0, nil
 	return d.p.sink.BeginTransaction()
 }

@@ -22,6 +22,7 @@ type plan struct {
 	// as the events need it: the guard's first safe position.
 	checkedAt pglogrepl.LSN
 	tables    map[uint32]published
+	fresh     bool // the slot was created just now
 }
 
 // published is a projected table as a passing publication check found it.
@@ -76,6 +77,18 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 		return plan{}, err
 	}
 	interrupted, fresh := false, false
+	if slotMissing || len(missingPubs) > 0 || s.cfg.Snapshot == SnapshotInitial {
+		// One process at a time decides about creating: two first runs
+		// started together would otherwise each make a slot and record a
+		// boundary, and the one recorded could be the other's.
+		var locked bool
+		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtext('userstream:first-run:' || $1))", s.cfg.Slot).Scan(&locked); err != nil {
+			return plan{}, fmt.Errorf("%w: %w", errBeforeStart, err)
+		}
+		if !locked {
+			return plan{}, fmt.Errorf("another streamer is preparing slot %s: %w", s.cfg.Slot, replication.ErrSlotActive)
+		}
+	}
 	if s.cfg.Snapshot == SnapshotInitial {
 		if interrupted, err = s.redoInterruptedFirstRun(ctx, conn, slotMissing); err != nil {
 			return plan{}, err
@@ -130,7 +143,7 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 		}
 		start = startLSN
 	}
-	return plan{start: start, checkedAt: max(checkedAt, start), tables: tables}, nil
+	return plan{start: start, checkedAt: max(checkedAt, start), tables: tables, fresh: fresh}, nil
 }
 
 // checkPublications checks each projected table's publication completely.

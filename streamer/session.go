@@ -59,6 +59,7 @@ func (s *Streamer) session(ctx context.Context, startLSN pglogrepl.LSN) error {
 	p := &pipe{s: s, sink: sink, tracker: tracker, acks: acks, guard: guard,
 		bindings: map[uint32]projection.Binding{}, names: map[uint32]string{}, sources: map[uint32][]byte{},
 		ce: newCEEncoder(), stop: make(chan struct{})}
+	p.fresh = pl.fresh
 	p.d = s.newDelivery(p)
 	if err := p.d.start(ctx); err != nil {
 		if errors.Is(err, ErrPermanent) {
@@ -126,6 +127,7 @@ type pipe struct {
 	d        delivery
 	cur      *txn // the transaction being read, for a clean stop
 	snap     *snapshotter
+	fresh    bool                          // the slot was created for this session: nothing of it is in Kafka
 	bindings map[uint32]projection.Binding // by relation id
 	names    map[uint32]string             // the name each bound relation id had when bound
 	sources  map[uint32][]byte             // ce_source per relation
@@ -320,8 +322,12 @@ func (p *pipe) poison(ctx, gctx context.Context, cur *txn, c *replication.Change
 // produce hands one record of cur to Kafka, waiting out librdkafka's full
 // queue, which is Kafka's backpressure.
 func (p *pipe) produce(ctx, gctx context.Context, cur *txn, key, value []byte, headers []kafka.Header, deadLetter bool) error {
-	cur.seq++
-	if !p.d.admit(cur) {
+	// The record's number in its transaction counts only once it is handed
+	// to Kafka (or found there): a progress record must never count one that
+	// a shutdown stopped before Produce took it.
+	seq := cur.seq + 1
+	if !p.d.admit(cur, seq) {
+		cur.seq = seq
 		p.s.metrics.Skipped.WithLabelValues("already_in_kafka").Inc()
 		return nil
 	}
@@ -334,6 +340,7 @@ func (p *pipe) produce(ctx, gctx context.Context, cur *txn, key, value []byte, h
 			err = p.sink.Produce(key, value, headers, cur)
 		}
 		if err == nil {
+			cur.seq = seq
 			p.produced.Add(1)
 			return p.d.produced(ctx, cur, deadLetter)
 		}

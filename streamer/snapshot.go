@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/userstream/userstream/kafkasink"
@@ -238,29 +240,71 @@ func (sn *snapshotter) send(ctx context.Context, c *chunk) (int, int64, error) {
 		n++
 		ev, ok, err := b.Project(projection.Insert, valuesRow(vals))
 		if errors.Is(err, projection.ErrValue) {
-			sn.p.s.log.Warn().Int64("id", last).Str("error", err.Error()).Msg("snapshot: the row makes no valid event; skipped")
+			// As in the stream: a poison row goes to the dead-letter topic,
+			// in its chunk; the log names the column, never the value.
+			sn.p.s.log.Warn().Int64("id", last).Str("error", err.Error()).Msg("snapshot: the row makes no valid event; sent to the dead-letter topic")
+			key, value, err := snapshotDeadLetter(ns+"."+name, pr.SourceColumns(), vals, last, err)
+			if err != nil {
+				return n, last, err
+			}
+			headers := []kafka.Header{{Key: "ce_source", Value: sn.source}, {Key: "content-type", Value: contentJSON}, {Key: "userstream_snapshot", Value: trueValue}}
+			if err := sn.produce(ctx, c, func() error { return sn.p.sink.ProduceDeadLetter(key, value, headers, c) }); err != nil {
+				return n, last, err
+			}
 			continue
 		}
 		if err != nil || !ok {
 			return n, last, err
 		}
 		headers := sn.p.ce.copied(ev, sn.source, "userstream_snapshot")
-		c.outstanding.Add(1)
-		for {
-			err := sn.p.sink.Produce(ev.Key, ev.Value, headers, c)
-			if err == nil {
-				break
-			}
-			if !kafkasink.IsQueueFull(err) {
-				return n, last, fmt.Errorf("snapshot: produce: %w", err)
-			}
-			if err := sn.p.reader.SendStatusIfDue(ctx); err != nil {
-				return n, last, err
-			}
-			time.Sleep(2 * time.Millisecond)
+		if err := sn.produce(ctx, c, func() error { return sn.p.sink.Produce(ev.Key, ev.Value, headers, c) }); err != nil {
+			return n, last, err
 		}
 	}
 	return n, last, rows.Err()
+}
+
+// produce hands one record of chunk c to Kafka, waiting out a full queue.
+func (sn *snapshotter) produce(ctx context.Context, c *chunk, send func() error) error {
+	c.outstanding.Add(1)
+	for {
+		err := send()
+		if err == nil {
+			return nil
+		}
+		c.outstanding.Add(-1)
+		if !kafkasink.IsQueueFull(err) {
+			return fmt.Errorf("snapshot: produce: %w", err)
+		}
+		if err := sn.p.reader.SendStatusIfDue(ctx); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+		c.outstanding.Add(1)
+	}
+}
+
+// snapshotDeadLetter is a poison snapshot row's dead-letter record: the
+// values as the query read them, with the error.
+func snapshotDeadLetter(table string, cols []string, vals []any, id int64, cause error) ([]byte, []byte, error) {
+	dl := deadLetter{Error: cause.Error(), Table: table, Op: "snapshot"}
+	for i, name := range cols {
+		dc := deadLetterCol{Name: name}
+		if i < len(vals) && vals[i] != nil {
+			v := fmt.Sprint(vals[i])
+			dc.Value = &v
+		}
+		dl.Columns = append(dl.Columns, dc)
+	}
+	value, err := json.Marshal(dl)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode dead letter: %w", err)
+	}
+	return []byte(strconv.FormatInt(id, 10)), value, nil
 }
 
 func (sn *snapshotter) report() {
