@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"net/url"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,14 +15,7 @@ func TestAFrozenStreamerThawedAfterTheStandbyTookOverCommitsNothing(t *testing.T
 		sc := size()
 		// A short wal_sender_timeout: PostgreSQL drops the frozen streamer's
 		// connection within seconds, and the standby takes the slot.
-		u, err := url.Parse(s.dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := u.Query()
-		q.Set("options", "-c wal_sender_timeout=2s")
-		u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
-		dsn := "DATABASE_URL=" + u.String()
+		dsn := "DATABASE_URL=" + e2e.WithServerOption(t, s.dsn, "wal_sender_timeout=2s")
 
 		portA, portB := e2e.FreePort(t), e2e.FreePort(t)
 		a := s.streamer(portA, dsn)

@@ -107,6 +107,17 @@ func IsFenced(err error) bool {
 	return kerr.Code() == kafka.ErrFenced || kerr.Code() == kafka.ErrProducerFenced || kerr.Code() == kafka.ErrInvalidProducerEpoch
 }
 
+// LastValues reads topic with read_committed and returns the last value
+// written under each key: one read for several records of a small,
+// compacted topic.
+func LastValues(ctx context.Context, properties map[string]string, topic string) (map[string][]byte, error) {
+	last := map[string][]byte{}
+	err := ReadRecords(ctx, properties, topic, func(k, v []byte) {
+		last[string(k)] = append([]byte(nil), v...)
+	})
+	return last, err
+}
+
 // LastValue reads topic with read_committed and returns the last value
 // written under key, or nil when there is none. For small, compacted
 // topics such as the progress topic.

@@ -94,7 +94,7 @@ func (s *Streamer) Backfill(ctx context.Context, r BackfillRange) (BackfillResul
 	defer w.close()
 	bf := &backfill{s: s, conn: conn, sink: w.sink, pr: pr, present: &present, missing: r.Missing,
 		source: []byte(ceSource(sysid, db, ns, table)), ce: newCEEncoder(), res: &res}
-	meter := newProgressMeter(s.log, "backfill", job.Total, job.Done)
+	meter := newProgressMeter(s.log, "backfill", job.Total, job.Done, true)
 	for job.AfterID < job.UpToID {
 		if err := w.begin(); err != nil {
 			return res, err

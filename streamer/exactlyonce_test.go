@@ -3,7 +3,6 @@ package streamer_test
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"strings"
 	"sync"
 	"syscall"
@@ -82,14 +81,7 @@ func TestAnExactlyOnceZombieIsFencedWhenTheStandbyTakesOver(t *testing.T) {
 	e := newEnv(t)
 	// A short wal_sender_timeout, so PostgreSQL gives up on the frozen
 	// streamer's connection within seconds.
-	u, err := url.Parse(e.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("options", "-c wal_sender_timeout=2s")
-	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20") // pgconn does not read + as a space
-	dsn := u.String()
+	dsn := e2e.WithServerOption(t, e.dsn, "wal_sender_timeout=2s")
 	a := e.child("DELIVERY=exactly-once", "DATABASE_URL="+dsn)
 	e2e.WaitFor(t, 30*time.Second, "streamer A active", func() bool { return strings.Contains(a.Output(), `"message":"streaming"`) })
 	b := e.child("DELIVERY=exactly-once", "DATABASE_URL="+dsn)

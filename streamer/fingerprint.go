@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/userstream/userstream/kafkasink"
 	"github.com/userstream/userstream/replication"
 )
 
@@ -39,16 +38,13 @@ func fingerprintOf(tables map[uint32]published) string {
 }
 
 // checkFingerprint compares the publication with the fingerprint last
-// recorded, and records it when there is none yet or when fresh is true
-// (the slot was just created, so nothing before it matters).
-func (s *Streamer) checkFingerprint(ctx context.Context, tables map[uint32]published, fresh bool) error {
+// recorded (b, the record on the progress topic), and records it when there
+// is none yet or when fresh is true (the slot was just created, so nothing
+// before it matters).
+func (s *Streamer) checkFingerprint(ctx context.Context, tables map[uint32]published, fresh bool, b []byte) error {
 	kctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	now := fingerprintOf(tables)
-	b, err := kafkasink.LastValue(kctx, s.cfg.Kafka.Properties, s.cfg.Kafka.ProgressTopic, s.fingerprintKey())
-	if err != nil {
-		return retryable(fmt.Errorf("read the recorded publication fingerprint: %w", err))
-	}
 	if b != nil && !fresh {
 		var rec fingerprintRecord
 		if err := json.Unmarshal(b, &rec); err != nil {

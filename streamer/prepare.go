@@ -89,8 +89,16 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 			return plan{}, fmt.Errorf("another streamer is preparing slot %s: %w", s.cfg.Slot, replication.ErrSlotActive)
 		}
 	}
+	// The progress topic holds this slot's snapshot and publication records:
+	// one read for both.
+	kctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	records, err := kafkasink.LastValues(kctx, s.cfg.Kafka.Properties, s.cfg.Kafka.ProgressTopic)
+	cancel()
+	if err != nil {
+		return plan{}, retryable(fmt.Errorf("read the progress topic: %w", err))
+	}
 	if s.cfg.Snapshot == SnapshotInitial {
-		if interrupted, err = s.redoInterruptedFirstRun(ctx, conn, slotMissing); err != nil {
+		if interrupted, err = s.redoInterruptedFirstRun(ctx, conn, slotMissing, records[string(s.snapshotKey())]); err != nil {
 			return plan{}, err
 		}
 		slotMissing = slotMissing || interrupted
@@ -127,7 +135,7 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 	} else if s.cfg.CreateSlot && !s.createdSlot.Load() {
 		return plan{}, permanent(fmt.Errorf("CREATE_SLOT is set but slot %s exists: it is for one start after a lost slot; remove it, or a slot lost later would be recreated from now without a stop", s.cfg.Slot))
 	}
-	if err := s.checkFingerprint(ctx, tables, fresh); err != nil {
+	if err := s.checkFingerprint(ctx, tables, fresh, records[string(s.fingerprintKey())]); err != nil {
 		return plan{}, err
 	}
 

@@ -60,10 +60,18 @@ func (s *Streamer) plainKafka() kafkasink.Config {
 }
 
 func (s *Streamer) loadSnapshotJob(ctx context.Context) (snapshotJob, error) {
-	var job snapshotJob
 	b, err := kafkasink.LastValue(ctx, s.cfg.Kafka.Properties, s.cfg.Kafka.ProgressTopic, s.snapshotKey())
-	if err != nil || b == nil {
-		return job, err
+	if err != nil {
+		return snapshotJob{}, err
+	}
+	return s.parseSnapshotJob(b)
+}
+
+// parseSnapshotJob reads a snapshot record; none is the zero job.
+func (s *Streamer) parseSnapshotJob(b []byte) (snapshotJob, error) {
+	var job snapshotJob
+	if b == nil {
+		return job, nil
 	}
 	if err := json.Unmarshal(b, &job); err != nil {
 		return job, permanent(fmt.Errorf("snapshot record on %s: %w", s.cfg.Kafka.ProgressTopic, err))
@@ -72,14 +80,13 @@ func (s *Streamer) loadSnapshotJob(ctx context.Context) (snapshotJob, error) {
 }
 
 // redoInterruptedFirstRun finds a first run that created its slot but died
-// before recording the snapshot's boundary. Nothing was streamed from such a
-// slot, so it is dropped and the first run starts again.
-func (s *Streamer) redoInterruptedFirstRun(ctx context.Context, conn *pgx.Conn, slotMissing bool) (bool, error) {
-	kctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	job, err := s.loadSnapshotJob(kctx)
+// before recording the snapshot's boundary (record is the snapshot record
+// on the progress topic). Nothing was streamed from such a slot, so it is
+// dropped and the first run starts again.
+func (s *Streamer) redoInterruptedFirstRun(ctx context.Context, conn *pgx.Conn, slotMissing bool, record []byte) (bool, error) {
+	job, err := s.parseSnapshotJob(record)
 	if err != nil {
-		return false, fmt.Errorf("%w: read the snapshot record: %w", errBeforeStart, err)
+		return false, err
 	}
 	if job.State != "creating" {
 		return false, nil
@@ -148,14 +155,12 @@ type chunk struct {
 
 // snapshotter sends the snapshot's chunks from the session's read loop.
 type snapshotter struct {
-	p       *pipe
-	job     snapshotJob
-	conn    *pgx.Conn
-	source  []byte
-	last    time.Time // last chunk
-	logged  time.Time
-	started time.Time
-	doneAt  int64 // rows done when this session started, for the rate
+	p      *pipe
+	job    snapshotJob
+	conn   *pgx.Conn
+	source []byte
+	last   time.Time // last chunk
+	meter  *progressMeter
 }
 
 // resumeSnapshot picks up a snapshot that is not complete; p.snap stays nil
@@ -173,7 +178,7 @@ func (p *pipe) resumeSnapshot(ctx context.Context) error {
 	if job.State != "running" {
 		return nil
 	}
-	p.snap = &snapshotter{p: p, job: job, started: time.Now(), doneAt: job.Done}
+	p.snap = &snapshotter{p: p, job: job, meter: newProgressMeter(p.s.log, "snapshot", job.Total, job.Done, false)}
 	p.s.log.Info().Int64("done", job.Done).Int64("total", job.Total).Int64("after_id", job.AfterID).Msg("snapshot: sending the users that existed before the slot while streaming")
 	return nil
 }
@@ -312,19 +317,10 @@ func (sn *snapshotter) report() {
 	m.Snapshot.WithLabelValues("done").Set(float64(sn.job.Done))
 	m.Snapshot.WithLabelValues("total").Set(float64(sn.job.Total))
 	if sn.job.State == "complete" {
-		sn.p.s.log.Info().Int64("rows", sn.job.Done).Msg("snapshot complete")
+		sn.meter.done(sn.job.Done)
 		return
 	}
-	if time.Since(sn.logged) < 5*time.Second {
-		return
-	}
-	sn.logged = time.Now()
-	rate := float64(sn.job.Done-sn.doneAt) / time.Since(sn.started).Seconds()
-	ev := sn.p.s.log.Info().Int64("done", sn.job.Done).Int64("total", sn.job.Total).Float64("rows_per_second", rate)
-	if rate > 0 && sn.job.Total > sn.job.Done {
-		ev = ev.Dur("eta", time.Duration(float64(sn.job.Total-sn.job.Done)/rate*float64(time.Second)))
-	}
-	ev.Msg("snapshot progress")
+	sn.meter.update(sn.job.Done)
 }
 
 // due is how soon the next chunk is: a running snapshot keeps the reader

@@ -28,7 +28,7 @@ func TestTheFirstRunSendsTheUsersThatExistedBeforeItWhileStreaming(t *testing.T)
 			c := e.child("DELIVERY=" + mode)
 			e.insertConcurrently("during-snapshot", 10_000).Wait()
 			e2e.WaitFor(t, 2*time.Minute, "the snapshot to complete", func() bool {
-				return containsLine(c.Output(), "snapshot complete")
+				return strings.Contains(c.Output(), "snapshot complete")
 			})
 			if mode == "exactly-once" {
 				e.requireExactlyOnce(20_000)
@@ -60,12 +60,12 @@ func TestASnapshotInterruptedBySIGKILLResumesFromItsLastDurableChunk(t *testing.
 			c := e.child("DELIVERY=" + mode)
 			e2e.WaitFor(t, time.Minute, "part of the snapshot in Kafka", func() bool { return e.topicSize() >= 8_000 })
 			c.Kill()
-			if containsLine(c.Output(), "snapshot complete") {
+			if strings.Contains(c.Output(), "snapshot complete") {
 				t.Fatal("the snapshot completed before the SIGKILL: the scenario proves nothing")
 			}
 			again := e.child("DELIVERY=" + mode)
 			e.insertConcurrently("after-kill", 2_000).Wait()
-			e2e.WaitFor(t, 2*time.Minute, "the snapshot to complete", func() bool { return containsLine(again.Output(), "snapshot complete") })
+			e2e.WaitFor(t, 2*time.Minute, "the snapshot to complete", func() bool { return strings.Contains(again.Output(), "snapshot complete") })
 			if !resumedAfter(again.Output()) {
 				t.Fatalf("the restarted streamer did not resume the snapshot after its last durable chunk:\n%s", again.Output())
 			}
@@ -80,8 +80,6 @@ func TestASnapshotInterruptedBySIGKILLResumesFromItsLastDurableChunk(t *testing.
 		})
 	}
 }
-
-func containsLine(out, s string) bool { return strings.Contains(out, s) }
 
 // resumedAfter finds the restarted streamer's snapshot line and checks that
 // it picked up after some rows, not from the start.

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -26,4 +28,18 @@ func PrepareDatabase(t testing.TB, dsn, slot string) {
 	if _, err := replication.CreateSlot(ctx, conn, slot); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// WithServerOption returns dsn with a server setting for its connections
+// (options=-c name=value), e.g. a short wal_sender_timeout for one process.
+func WithServerOption(t testing.TB, dsn, setting string) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("options", "-c "+setting)
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20") // pgconn does not read + as a space
+	return u.String()
 }
