@@ -60,8 +60,11 @@ func ReadRecords(ctx context.Context, properties map[string]string, topic string
 	for _, k := range producerOnly {
 		delete(cm, k)
 	}
+	// The reader stops at the end it found first; a fetch at that end would
+	// otherwise sit on the broker for fetch.wait.max.ms (500 ms) waiting for
+	// records that are not needed, and every session start reads this way.
 	for k, v := range map[string]kafka.ConfigValue{"group.id": "userstream-readkeys", "enable.auto.commit": false,
-		"isolation.level": "read_committed", "enable.partition.eof": true, "log_level": 3} {
+		"isolation.level": "read_committed", "enable.partition.eof": true, "log_level": 3, "fetch.wait.max.ms": 10} {
 		cm[k] = v
 	}
 	c, err := kafka.NewConsumer(&cm)

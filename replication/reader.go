@@ -34,9 +34,15 @@ type Config struct {
 	Publication string        // publication_names for pgoutput
 	StartLSN    pglogrepl.LSN // 0: the slot's confirmed position
 	// StatusInterval is the most time between two standby status updates
-	// (default 10 s); an advanced position is reported within a second.
+	// (default 10 s); an advanced position is reported within ReportDelay.
 	StatusInterval time.Duration
 }
+
+// ReportDelay is how soon an advanced position reaches the server. The
+// slot's confirmed position is what a restart replays from and what holds
+// WAL back, so it should trail Kafka by little; a status update is a few
+// dozen bytes, so ten a second cost the server nothing.
+const ReportDelay = 100 * time.Millisecond
 
 // Reader streams one slot. It is not safe for concurrent use: one goroutine
 // owns it, calls Next, and calls SendStatusIfDue while it blocks elsewhere.
@@ -153,8 +159,14 @@ func (r *Reader) Next(ctx context.Context) (any, error) {
 		// A raw read deadline instead of a context: pgconn starts a watcher per
 		// call for a cancellable context, and a timeout leaves the connection
 		// usable. It is moved only when close, not once per message.
-		if now := time.Now(); r.deadline.Sub(now) < r.wait/2 || r.deadline.Sub(now) > r.wait {
-			r.deadline = now.Add(r.wait)
+		wait := r.wait
+		if r.unreported() {
+			// A caught-up stream would otherwise sit in this read while the
+			// last deliveries move the acknowledged position.
+			wait = min(wait, ReportDelay)
+		}
+		if now := time.Now(); r.deadline.Sub(now) < wait/2 || r.deadline.Sub(now) > wait {
+			r.deadline = now.Add(wait)
 			_ = r.conn.Conn().SetReadDeadline(r.deadline)
 		}
 		msg, err := r.conn.ReceiveMessage(context.Background())
@@ -224,14 +236,18 @@ func (r *Reader) handleCopyData(ctx context.Context, data []byte) (any, bool, er
 }
 
 // SendStatusIfDue sends a standby status update when the acknowledged
-// position advanced and a second has passed, or when StatusInterval has.
+// position advanced and ReportDelay has passed, or when StatusInterval has.
 func (r *Reader) SendStatusIfDue(ctx context.Context) error {
 	since := time.Since(r.lastSent)
-	if since >= r.cfg.StatusInterval || (since >= time.Second && r.acker.Acked() != r.sent) {
+	if since >= r.cfg.StatusInterval || (since >= ReportDelay && r.acker.Acked() != r.sent) {
 		return r.SendStatus(ctx)
 	}
 	return nil
 }
+
+// unreported says whether something received, or acknowledged, is not yet
+// in a status update.
+func (r *Reader) unreported() bool { return r.received > r.sent || r.acker.Acked() != r.sent }
 
 // SendStatus reports the acknowledged position as flushed and applied, and
 // what was received as written. ctx's deadline bounds the write: pgconn

@@ -46,7 +46,7 @@ type Config struct {
 	// Delivery is at-least-once (default) or exactly-once.
 	Delivery Delivery
 	// TransactionInterval is the longest an exactly-once Kafka transaction
-	// stays open while records arrive (default 20 ms): the latency a
+	// stays open while records arrive (default 10 ms): the latency a
 	// read_committed consumer adds. TransactionRecords caps its records
 	// (default 10,000).
 	TransactionInterval time.Duration
@@ -112,7 +112,7 @@ func New(cfg Config, log zerolog.Logger, m *Metrics) *Streamer {
 		cfg.SnapshotChunk = 1000
 	}
 	if cfg.TransactionInterval <= 0 {
-		cfg.TransactionInterval = 20 * time.Millisecond
+		cfg.TransactionInterval = 10 * time.Millisecond
 	}
 	if cfg.TransactionRecords <= 0 {
 		cfg.TransactionRecords = 10_000

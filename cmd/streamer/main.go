@@ -105,6 +105,7 @@ type config struct {
 	poison         string
 	delivery       string
 	snapshot       string
+	txnInterval    time.Duration
 	deadLetter     string
 	missing        bool
 }
@@ -126,6 +127,7 @@ func parseConfig(name string, args []string) (config, error) {
 	pprofOn := fs.Bool("pprof", "PPROF", false, "serve Go profiles at /debug/pprof/ on the metrics address")
 	createSlot := fs.Bool("create-slot", "CREATE_SLOT", false, "create a missing slot (and publication) although the topic already holds events: once, to recover from a lost slot, then unset")
 	delivery := fs.String("delivery", "DELIVERY", "at-least-once", "at-least-once, or exactly-once (Kafka transactions; consumers read with isolation.level=read_committed)")
+	txnInterval := fs.Duration("transaction-interval", "TRANSACTION_INTERVAL", 10*time.Millisecond, "exactly-once: how long a Kafka transaction stays open while records arrive (what a read_committed consumer waits; shorter means more commits)")
 	snapshot := fs.String("snapshot", "SNAPSHOT", "initial", "initial: the first run also sends the users that existed before it; never: it does not")
 	poison := fs.String("poison", "POISON", "dead-letter", "what to do with a change that makes no valid event: dead-letter or stop")
 	deadLetter := fs.String("dead-letter-topic", "DEAD_LETTER_TOPIC", "", "topic for changes that make no valid event (default: the topic + .dlq)")
@@ -139,12 +141,15 @@ func parseConfig(name string, args []string) (config, error) {
 	c := config{databaseURL: *databaseURL, slot: *slot, publication: *publication, topic: *topic, partitions: *partitions,
 		heartbeat: *heartbeat, shutdown: *shutdown, metricsAddr: *metricsAddr, migrate: *migrate, logLevel: *logLevel,
 		pprof: *pprofOn, yes: *yes, afterID: *afterID, upToID: *upToID, kafkaPropsFile: *propsFile,
-		createSlot: *createSlot, poison: *poison, deadLetter: *deadLetter, missing: *missing, delivery: *delivery, snapshot: *snapshot}
+		createSlot: *createSlot, poison: *poison, deadLetter: *deadLetter, missing: *missing, delivery: *delivery, snapshot: *snapshot, txnInterval: *txnInterval}
 	if c.snapshot != string(streamer.SnapshotInitial) && c.snapshot != string(streamer.SnapshotNever) {
 		return c, fmt.Errorf("SNAPSHOT %q: want initial or never", c.snapshot)
 	}
 	if c.delivery != string(streamer.AtLeastOnce) && c.delivery != string(streamer.ExactlyOnce) {
 		return c, fmt.Errorf("DELIVERY %q: want at-least-once or exactly-once", c.delivery)
+	}
+	if c.txnInterval < time.Millisecond || c.txnInterval > 10*time.Second {
+		return c, fmt.Errorf("TRANSACTION_INTERVAL %s: want between 1ms and 10s", c.txnInterval)
 	}
 	if c.poison != string(streamer.PoisonDeadLetter) && c.poison != string(streamer.PoisonStop) {
 		return c, fmt.Errorf("POISON %q: want dead-letter or stop", c.poison)
@@ -169,6 +174,7 @@ func (c config) streamerConfig(kafka kafkaSettings) streamer.Config {
 		Kafka:             kafka.kafkaConfig(c),
 		HeartbeatInterval: c.heartbeat, ShutdownTimeout: c.shutdown,
 		CreateSlot: c.createSlot, Poison: streamer.Poison(c.poison), Delivery: streamer.Delivery(c.delivery), Snapshot: streamer.Snapshot(c.snapshot),
+		TransactionInterval: c.txnInterval,
 	}
 }
 
