@@ -3,15 +3,19 @@
 # client is librdkafka (bundled by confluent-kafka-go), so the runtime image
 # needs glibc, hence Debian slim rather than scratch or distroless/static.
 FROM golang:1.26-bookworm AS build
+# jemalloc is the C allocator of the streamer and the archiver (see
+# internal/jemalloc): librdkafka's per-message allocations cost a third less.
+RUN apt-get update && apt-get install -y --no-install-recommends libjemalloc-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=1 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/ ./cmd/api ./cmd/streamer ./cmd/archiver ./cmd/lakequery
+RUN CGO_ENABLED=1 go build -tags jemalloc -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/ ./cmd/api ./cmd/streamer ./cmd/archiver ./cmd/lakequery
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libjemalloc2 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 userstream \
     && mkdir -p /var/lib/userstream/lake && chown userstream /var/lib/userstream/lake

@@ -109,6 +109,7 @@ type Sink struct {
 	dlq      string
 	progress string
 	parts    int
+	reports  bool // a delivery report per record on Events; false for a transactional producer
 }
 
 // New creates the producer; it connects lazily.
@@ -123,8 +124,13 @@ func New(cfg Config) (*Sink, error) {
 			return nil, fmt.Errorf("kafka property %s: %w", cfg.named(k), err)
 		}
 	}
-	if cfg.TransactionalID != "" {
+	reports := cfg.TransactionalID == ""
+	if !reports {
 		cm["transactional.id"] = cfg.TransactionalID
+		// A transaction commits only once every record in it was delivered,
+		// and fails (abortable) when one was not: a report per record would
+		// say nothing the commit does not, at a cost per record.
+		cm["go.delivery.reports"] = false
 	}
 	if bs, _ := cm["bootstrap.servers"].(string); bs == "" {
 		return nil, errors.New("kafka: bootstrap.servers is empty (set KAFKA_BOOTSTRAP_SERVERS)")
@@ -138,7 +144,7 @@ func New(cfg Config) (*Sink, error) {
 	if parts <= 0 {
 		parts = 6
 	}
-	return &Sink{p: p, topic: cfg.Topic, dlq: cfg.DeadLetterTopic, progress: cfg.ProgressTopic, parts: parts}, nil
+	return &Sink{p: p, topic: cfg.Topic, dlq: cfg.DeadLetterTopic, progress: cfg.ProgressTopic, parts: parts, reports: reports}, nil
 }
 
 // Check makes a producer from cfg and closes it at once, before it has
@@ -270,16 +276,11 @@ func (e *AccessError) Error() string {
 func (e *AccessError) Unwrap() error { return e.Err }
 
 // Produce hands a message to librdkafka; its delivery report arrives on
-// Events with the opaque. kafka.ErrQueueFull (as a kafka.Error) is the
-// backpressure signal: wait for deliveries and try again.
+// Events with the opaque, unless the sink is transactional (Reports).
+// kafka.ErrQueueFull (as a kafka.Error) is the backpressure signal: wait for
+// deliveries and try again.
 func (s *Sink) Produce(key, value []byte, headers []kafka.Header, opaque any) error {
-	return s.p.Produce(&kafka.Message{
-		TopicPartition: kafka.TopicPartition{Topic: &s.topic, Partition: kafka.PartitionAny},
-		Key:            key,
-		Value:          value,
-		Headers:        headers,
-		Opaque:         opaque,
-	}, nil)
+	return s.produce(&s.topic, key, value, headers, opaque)
 }
 
 // ProduceDeadLetter is Produce to the dead-letter topic.
@@ -287,14 +288,27 @@ func (s *Sink) ProduceDeadLetter(key, value []byte, headers []kafka.Header, opaq
 	if s.dlq == "" {
 		return errors.New("no dead-letter topic configured")
 	}
+	return s.produce(&s.dlq, key, value, headers, opaque)
+}
+
+func (s *Sink) produce(topic *string, key, value []byte, headers []kafka.Header, opaque any) error {
+	if !s.reports {
+		// The client keeps an opaque until its report: with none coming, it
+		// would keep every one.
+		opaque = nil
+	}
 	return s.p.Produce(&kafka.Message{
-		TopicPartition: kafka.TopicPartition{Topic: &s.dlq, Partition: kafka.PartitionAny},
+		TopicPartition: kafka.TopicPartition{Topic: topic, Partition: kafka.PartitionAny},
 		Key:            key,
 		Value:          value,
 		Headers:        headers,
 		Opaque:         opaque,
 	}, nil)
 }
+
+// Reports says whether every record gets a delivery report on Events: not
+// for a transactional sink, whose CommitTransaction reports for them all.
+func (s *Sink) Reports() bool { return s.reports }
 
 // Events carries delivery reports (*kafka.Message) and client errors (kafka.Error).
 func (s *Sink) Events() chan kafka.Event { return s.p.Events() }

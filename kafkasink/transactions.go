@@ -68,6 +68,9 @@ func (s *Sink) WriteProgress(ctx context.Context, key, value []byte) error {
 	if s.progress == "" {
 		return errors.New("no progress topic configured")
 	}
+	if !s.reports {
+		return errors.New("write progress: a transactional producer writes progress in its transaction (ProduceProgress)")
+	}
 	done := make(chan kafka.Event, 1)
 	err := s.p.Produce(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &s.progress, Partition: 0}, Key: key, Value: value}, done)
 	if err != nil {

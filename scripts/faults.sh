@@ -9,6 +9,6 @@ cd "$(dirname "$0")/.."
 ensure_deps
 work=$(mktemp -d /tmp/userstream-faults.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-go build -o "$work/bin/" ./cmd/...
+build_programs "$work/bin"
 USERSTREAM_TEST_BIN="$work/bin" go test -count=1 -timeout 60m -parallel 1 -v ./faults \
 	-args -faults.full -faults.report "$PWD/docs/reliability.md"

@@ -27,12 +27,27 @@ apt_install() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null || die "apt-get install $* failed"
 }
 
-# ensure_deps installs PostgreSQL when no server >= 15 is present.
+# ensure_deps installs PostgreSQL when no server >= 15 is present, and
+# jemalloc, which the streamer and the archiver link (see go_tags).
 ensure_deps() {
 	command -v go >/dev/null || die "Go is not installed (https://go.dev/dl/); Go 1.26 or newer is needed"
 	if [ -z "$(pg_bin)" ]; then apt_install postgresql-15 postgresql-client-15; fi
 	[ -n "$(pg_bin)" ] || die "no PostgreSQL >= 15 found after install; set PG_BIN"
+	if ! links_jemalloc && [ "$(id -u)" -eq 0 ]; then apt_install libjemalloc-dev; fi
 }
+
+# links_jemalloc says whether a cgo program can link jemalloc here.
+links_jemalloc() { echo 'int main(void){return 0;}' | ${CC:-gcc} -x c - -ljemalloc -o /dev/null 2>/dev/null; }
+
+# go_tags prints the programs' build tags: jemalloc as their C allocator
+# when it links (internal/jemalloc says why), else none, with a warning.
+go_tags() {
+	if links_jemalloc; then echo jemalloc; return 0; fi
+	log "warning: jemalloc not found (apt-get install libjemalloc-dev): building with glibc's malloc, which costs the streamer about a third more CPU"
+}
+
+# build_programs builds every program into the folder $1.
+build_programs() { go build -tags "$(go_tags)" -o "$1/" ./cmd/...; }
 
 # ensure_test_deps installs what only the tests need: promtool (Debian package
 # prometheus) for the alert rules' checks and unit tests, and Debian's
@@ -136,7 +151,7 @@ private_stack_start() {
 		[ "$attempt" -eq 3 ] && die "could not start PostgreSQL"
 	done
 	STACK_DSN="postgres://postgres:postgres@127.0.0.1:$port/postgres?sslmode=disable"
-	go build -o "$work/bin/" ./cmd/...
+	build_programs "$work/bin"
 	if [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
 		STACK_KAFKA="$KAFKA_BOOTSTRAP_SERVERS"
 		return 0

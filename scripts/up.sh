@@ -29,7 +29,7 @@ if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
 fi
 
 log "[up] building"
-go build -o "$data/bin/" ./cmd/...
+build_programs "$data/bin"
 
 echo $$ >"$run/up.pid"
 pids=()

@@ -384,7 +384,10 @@ func (p *pipe) drain() error {
 		p.s.log.Warn().Err(err).Msg("final publication check failed; the reported position may trail what Kafka holds (replayed as duplicates)")
 	}
 	err = p.reader.SendStatus(ctx)
-	ev := p.s.log.Info().Str("acked_lsn", p.acks.Acked().String()).Int64("undelivered", p.produced.Load()-p.reported.Load())
+	ev := p.s.log.Info().Str("acked_lsn", p.acks.Acked().String())
+	if p.sink.Reports() {
+		ev = ev.Int64("undelivered", p.produced.Load()-p.reported.Load())
+	}
 	ev.Msg("stopped reading; final position reported")
 	if err != nil {
 		return fmt.Errorf("final status update: %w", err)

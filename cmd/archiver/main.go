@@ -28,6 +28,7 @@ import (
 	"github.com/userstream/userstream/archiver"
 	"github.com/userstream/userstream/eventfile"
 	"github.com/userstream/userstream/internal/envflag"
+	"github.com/userstream/userstream/internal/jemalloc"
 	"github.com/userstream/userstream/internal/probe"
 	"github.com/userstream/userstream/lake"
 	"github.com/userstream/userstream/projection"
@@ -151,7 +152,7 @@ func (m *Main) run(ctx context.Context, args []string) error {
 	srv := &http.Server{Handler: a.Handler(reg), ReadHeaderTimeout: 5 * time.Second}
 	log.Info().Str("lake", lake.Describe(c.lakeURL)).Str("topic", c.topic).Str("group", c.group).Str("kafka", props["bootstrap.servers"]).
 		Int64("roll_bytes", c.roll.MaxBytes).Int64("roll_events", c.roll.MaxEvents).Str("roll_age", c.roll.MaxAge.String()).
-		Str("metrics_addr", ln.Addr().String()).Str("version", version).Msg("archiver starting")
+		Str("metrics_addr", ln.Addr().String()).Str("version", version).Str("c_allocator", jemalloc.Name).Msg("archiver starting")
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {

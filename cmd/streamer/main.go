@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/userstream/userstream/internal/envflag"
+	"github.com/userstream/userstream/internal/jemalloc"
 	"github.com/userstream/userstream/internal/pgdsn"
 	"github.com/userstream/userstream/internal/probe"
 	"github.com/userstream/userstream/internal/promreg"
@@ -223,7 +224,7 @@ func (m *Main) run(ctx context.Context, args []string) error {
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	log.Info().Str("database", pgdsn.Describe(c.databaseURL)).Str("kafka", props.values["bootstrap.servers"]).
-		Str("metrics_addr", ln.Addr().String()).Str("version", version).Msg("streamer starting")
+		Str("metrics_addr", ln.Addr().String()).Str("version", version).Str("c_allocator", jemalloc.Name).Msg("streamer starting")
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {

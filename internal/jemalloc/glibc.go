@@ -1,0 +1,6 @@
+//go:build !jemalloc
+
+package jemalloc
+
+// Name is the C allocator the program runs with.
+const Name = "glibc"
