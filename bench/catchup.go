@@ -29,7 +29,8 @@ type readerRun struct {
 	peakRSS      int64         // streamer only
 	idleRSS      int64
 	profileTop   string
-	readBack     int // streamer only: records a read_committed consumer read from its topic afterwards
+	firstEvent   time.Duration // streamer only: process start until Kafka held its first event
+	readBack     int           // streamer only: records a read_committed consumer read from its topic afterwards
 }
 
 func (r readerRun) rate(rows int) float64 { return float64(rows) / r.wall.Seconds() }
@@ -122,6 +123,11 @@ func (b *bench) streamerCatchUp(ctx context.Context, slot, mode string, end pglo
 		profDone <- ""
 	}
 	for {
+		// Only until the first event: scraping the metrics costs the
+		// streamer CPU.
+		if r.firstEvent == 0 && producedEvents(p.port) > 0 {
+			r.firstEvent = time.Since(started)
+		}
 		c, err := b.confirmed(ctx, slot)
 		if err != nil {
 			ws.stop()

@@ -38,6 +38,15 @@ func (r report) catchUpMarkdown(b *strings.Builder) {
 				run.cpu.Seconds()*perM, run.walsenderCPU.Seconds(), run.walsenderCPU.Seconds()*perM, 100*run.busy, rss, idle)
 		}
 	}
+	var firsts []string
+	for _, c := range r.catchUps {
+		for _, s := range c.streamers {
+			firsts = append(firsts, fmt.Sprintf("%s, %s: %s", c.name, s.reader, s.firstEvent.Round(10*time.Millisecond)))
+		}
+	}
+	if len(firsts) > 0 {
+		fmt.Fprintf(b, "\nFrom process start until Kafka held the streamer's first event (start-up, then PostgreSQL decoding a transaction up to its commit before protocol v1 sends any of it; read every 10 ms): %s.\n", strings.Join(firsts, "; "))
+	}
 	var readBack []string
 	for _, c := range r.catchUps {
 		for _, s := range c.streamers {

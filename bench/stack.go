@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"debug/elf"
 	"fmt"
 	"net"
 	"net/url"
@@ -177,5 +178,22 @@ func freePort() (int, error) {
 func (b *bench) versions(ctx context.Context) string {
 	var pg string
 	_ = b.pool.QueryRow(ctx, "SHOW server_version").Scan(&pg)
-	return "PostgreSQL " + pg
+	return "PostgreSQL " + pg + "; the streamer's C allocator: " + allocator(filepath.Join(b.cfg.bin, "streamer"))
+}
+
+// allocator names the C allocator a program was linked with (see
+// internal/jemalloc): jemalloc when it needs libjemalloc, else glibc's.
+func allocator(bin string) string {
+	f, err := elf.Open(bin)
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	defer f.Close()
+	libs, _ := f.ImportedLibraries()
+	for _, l := range libs {
+		if strings.HasPrefix(l, "libjemalloc") {
+			return "jemalloc"
+		}
+	}
+	return "glibc malloc"
 }
