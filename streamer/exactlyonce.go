@@ -226,6 +226,9 @@ func (d *exactlyOnce) checkpoint(ctx context.Context) error {
 			break
 		}
 		if kafkasink.RequiresAbort(err) {
+			// Among them, a record Kafka did not take: this mode's delivery
+			// error, as there are no reports per record.
+			d.p.s.metrics.DeliveryErrors.Inc()
 			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			abortErr := d.p.sink.AbortTransaction(actx)
 			cancel()

@@ -36,7 +36,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "userstream_streamer_changes_skipped_total", Help: "Replicated changes that make no event, by reason.",
 		}, []string{"reason"}),
 		DeliveryErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "userstream_streamer_delivery_errors_total", Help: "Delivery reports with an error (the events are resent).",
+			Name: "userstream_streamer_delivery_errors_total", Help: "Delivery reports with an error, and in exactly-once mode aborted Kafka commits (the events are resent).",
 		}),
 		Restarts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "userstream_streamer_session_restarts_total", Help: "Streaming sessions that ended in error and were resumed from the slot.",
