@@ -153,19 +153,22 @@ func (r *Reader) Next(ctx context.Context) (any, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if err := r.SendStatusIfDue(ctx); err != nil {
+		// One clock read per message serves both checks below.
+		now := time.Now()
+		if err := r.sendStatusIfDue(ctx, now); err != nil {
 			return nil, err
 		}
 		// A raw read deadline instead of a context: pgconn starts a watcher per
 		// call for a cancellable context, and a timeout leaves the connection
 		// usable. It is moved only when close, not once per message.
 		wait := r.wait
-		if r.unreported() {
-			// A caught-up stream would otherwise sit in this read while the
-			// last deliveries move the acknowledged position.
+		if r.received > r.sent {
+			// Something received is not acknowledged yet: a caught-up stream
+			// would otherwise sit in this read while the last deliveries move
+			// the acknowledged position.
 			wait = min(wait, ReportDelay)
 		}
-		if now := time.Now(); r.deadline.Sub(now) < wait/2 || r.deadline.Sub(now) > wait {
+		if r.deadline.Sub(now) < wait/2 || r.deadline.Sub(now) > wait {
 			r.deadline = now.Add(wait)
 			_ = r.conn.Conn().SetReadDeadline(r.deadline)
 		}
@@ -237,17 +240,15 @@ func (r *Reader) handleCopyData(ctx context.Context, data []byte) (any, bool, er
 
 // SendStatusIfDue sends a standby status update when the acknowledged
 // position advanced and ReportDelay has passed, or when StatusInterval has.
-func (r *Reader) SendStatusIfDue(ctx context.Context) error {
-	since := time.Since(r.lastSent)
+func (r *Reader) SendStatusIfDue(ctx context.Context) error { return r.sendStatusIfDue(ctx, time.Now()) }
+
+func (r *Reader) sendStatusIfDue(ctx context.Context, now time.Time) error {
+	since := now.Sub(r.lastSent)
 	if since >= r.cfg.StatusInterval || (since >= ReportDelay && r.acker.Acked() != r.sent) {
 		return r.SendStatus(ctx)
 	}
 	return nil
 }
-
-// unreported says whether something received, or acknowledged, is not yet
-// in a status update.
-func (r *Reader) unreported() bool { return r.received > r.sent || r.acker.Acked() != r.sent }
 
 // SendStatus reports the acknowledged position as flushed and applied, and
 // what was received as written. ctx's deadline bounds the write: pgconn

@@ -29,6 +29,7 @@ type guard struct {
 	safe        atomic.Uint64 // pglogrepl.LSN
 	lifted      atomic.Bool   // the server is shutting down: no hold until a check passes again
 	lastPass    time.Time
+	lastWatch   time.Time // the slot's gauges are read once a second, not at every check
 	lastWALWarn time.Time // rate-limits the warning about a slot about to be lost
 	lastErrLog  time.Time // rate-limits the warning about failing checks
 }
@@ -114,7 +115,10 @@ func (g *guard) run(ctx context.Context, stop <-chan struct{}) error {
 			continue
 		}
 		g.lastPass = time.Now()
-		g.watchSlot(ctx, conn)
+		if time.Since(g.lastWatch) >= time.Second {
+			g.lastWatch = time.Now()
+			g.watchSlot(ctx, conn)
+		}
 	}
 }
 
