@@ -240,7 +240,9 @@ func (r *Reader) handleCopyData(ctx context.Context, data []byte) (any, bool, er
 
 // SendStatusIfDue sends a standby status update when the acknowledged
 // position advanced and ReportDelay has passed, or when StatusInterval has.
-func (r *Reader) SendStatusIfDue(ctx context.Context) error { return r.sendStatusIfDue(ctx, time.Now()) }
+func (r *Reader) SendStatusIfDue(ctx context.Context) error {
+	return r.sendStatusIfDue(ctx, time.Now())
+}
 
 func (r *Reader) sendStatusIfDue(ctx context.Context, now time.Time) error {
 	since := now.Sub(r.lastSent)
