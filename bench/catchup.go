@@ -118,7 +118,7 @@ func (b *bench) streamerCatchUp(ctx context.Context, slot, mode string, end pglo
 	ws := b.watchWalsender(ctx, slot)
 	profDone := make(chan string, 1)
 	if profile {
-		go func() { profDone <- b.profile(p.port, mode) }()
+		go func() { profDone <- b.profile(p.port, p.cmd.Process.Pid, mode) }()
 	} else {
 		profDone <- ""
 	}
@@ -169,8 +169,9 @@ func (b *bench) streamerCatchUp(ctx context.Context, slot, mode string, end pglo
 }
 
 // profile records a CPU profile of the streamer's first seconds of catch-up
-// and a heap profile, and returns pprof's top entries.
-func (b *bench) profile(port int, mode string) string {
+// and a heap profile, and returns pprof's top entries; with perf installed,
+// a whole-process profile of the same seconds follows them.
+func (b *bench) profile(port, pid int, mode string) string {
 	base := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/", port)
 	for i := 0; i < 100; i++ { // the metrics server comes up with the process
 		if resp, err := http.Get(base); err == nil {
@@ -184,6 +185,8 @@ func (b *bench) profile(port int, mode string) string {
 	for i := 0; i < 6000 && producedEvents(port) == 0; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
+	whole := make(chan string, 1)
+	go func() { whole <- b.perfProfile(pid, mode) }()
 	cpuPath := filepath.Join(b.cfg.profDir, "streamer-cpu-"+mode+".pprof")
 	if err := fetch(base+"profile?seconds=5", cpuPath); err != nil {
 		return "profile failed: " + err.Error()
@@ -193,7 +196,37 @@ func (b *bench) profile(port int, mode string) string {
 	if err != nil {
 		return "pprof failed: " + err.Error()
 	}
-	return string(out)
+	return string(out) + <-whole
+}
+
+// perfProfile samples every thread of the process for 5 s with perf, when
+// it is installed. Go's profiler sees only Go code: the time librdkafka
+// spends in C, on its own threads, and in malloc shows up there as
+// runtime.cgocall or not at all.
+func (b *bench) perfProfile(pid int, mode string) string {
+	perf, err := exec.LookPath("perf")
+	if err != nil {
+		return ""
+	}
+	data := filepath.Join(b.cfg.profDir, "streamer-perf-"+mode+".data")
+	if out, err := exec.Command(perf, "record", "-F", "999", "-o", data, "-p", strconv.Itoa(pid), "--", "sleep", "5").CombinedOutput(); err != nil {
+		return fmt.Sprintf("\nperf record failed: %v\n%s", err, out)
+	}
+	report := func(sort string, lines int) string {
+		out, err := exec.Command(perf, "report", "-i", data, "--no-children", "--sort", sort, "-g", "none", "-q", "--stdio").Output()
+		if err != nil {
+			return "perf report failed: " + err.Error() + "\n"
+		}
+		var keep []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.TrimSpace(l) != "" && len(keep) < lines {
+				keep = append(keep, strings.TrimRight(l, " "))
+			}
+		}
+		return strings.Join(keep, "\n") + "\n"
+	}
+	return "\nThe same 5 s sampled by perf (999 Hz), every thread: by thread and library\n\n" + report("comm,dso", 10) +
+		"\nand the top symbols\n\n" + report("comm,sym", 25)
 }
 
 func fetch(url, path string) error {

@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_deps
 command -v wrk >/dev/null || apt_install wrk
+# perf profiles the whole streamer process, librdkafka's threads and C code
+# included; the report goes without it where it cannot be installed.
+command -v perf >/dev/null || { [ "$(id -u)" -eq 0 ] && apt_install linux-perf; } || log "perf not installed: the report shows Go's own profile only"
+
 work=$(mktemp -d /tmp/userstream-bench.XXXXXX)
 chmod 755 "$work"
 trap 'private_stack_stop; rm -rf "$work"' EXIT
