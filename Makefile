@@ -27,7 +27,7 @@ bench: ## streamer and API benchmarks beside their ceilings; writes docs/benchma
 	@scripts/bench.sh
 
 build: ## build every program into bin/
-	@. scripts/lib.sh && ensure_deps && build_programs bin
+	@. scripts/lib.sh && ensure_build_deps && build_programs bin
 
 lint: ## gofmt, vet and staticcheck only
 	@test -z "$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go'))" || { gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go'); exit 1; }

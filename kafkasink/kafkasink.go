@@ -1,7 +1,8 @@
 // Package kafkasink produces events to Kafka with librdkafka (through
 // confluent-kafka-go) under the guarantees the streamer promises: an
-// idempotent producer, acks from every in-sync replica, delivery reports for
-// every message, and bounded queues so a slow Kafka slows the reader instead
+// idempotent producer, acks from every in-sync replica, a delivery report for
+// every message (or, for a transactional producer, a commit that fails when
+// one was not delivered), and bounded queues so a slow Kafka slows the reader instead
 // of growing memory.
 package kafkasink
 
@@ -24,8 +25,10 @@ type Config struct {
 	// events; EnsureTopic creates it beside Topic.
 	DeadLetterTopic string
 	// TransactionalID, when set, makes the sink a transactional producer
-	// (exactly-once mode).
-	TransactionalID string
+	// (exactly-once mode), which gets no delivery report per record unless
+	// TransactionReports is set too.
+	TransactionalID    string
+	TransactionReports bool
 	// ProgressTopic, when set, receives progress records: a compacted topic
 	// EnsureTopic creates beside Topic.
 	ProgressTopic string
@@ -117,6 +120,9 @@ func New(cfg Config) (*Sink, error) {
 	cm := kafka.ConfigMap(maps.Clone(defaults))
 	for _, k := range slices.Sorted(maps.Keys(cfg.Properties)) {
 		v := cfg.Properties[k]
+		if k == "go.delivery.reports" {
+			return nil, fmt.Errorf("kafka property %s: the streamer decides it (its acknowledgements rest on the reports); remove it", cfg.named(k))
+		}
 		if want, ok := guarded[k]; ok && !sameSetting(k, v, want) {
 			return nil, fmt.Errorf("kafka property %s=%s would weaken delivery guarantees; the streamer needs %s=%s", cfg.named(k), v, k, want)
 		}
@@ -124,13 +130,15 @@ func New(cfg Config) (*Sink, error) {
 			return nil, fmt.Errorf("kafka property %s: %w", cfg.named(k), err)
 		}
 	}
-	reports := cfg.TransactionalID == ""
-	if !reports {
-		cm["transactional.id"] = cfg.TransactionalID
+	// Reports are what the streamer's acknowledgements rest on: not a
+	// setting to take from the properties.
+	reports := cfg.TransactionalID == "" || cfg.TransactionReports
+	cm["go.delivery.reports"] = reports
+	if cfg.TransactionalID != "" {
 		// A transaction commits only once every record in it was delivered,
-		// and fails (abortable) when one was not: a report per record would
-		// say nothing the commit does not, at a cost per record.
-		cm["go.delivery.reports"] = false
+		// and fails (abortable) when one was not: a report per record says
+		// nothing more, at a cost per record, except which record and why.
+		cm["transactional.id"] = cfg.TransactionalID
 	}
 	if bs, _ := cm["bootstrap.servers"].(string); bs == "" {
 		return nil, errors.New("kafka: bootstrap.servers is empty (set KAFKA_BOOTSTRAP_SERVERS)")
@@ -222,8 +230,12 @@ func (s *Sink) EnsureTopic(ctx context.Context) error {
 			case s.progress:
 				// Only the last progress record per key matters.
 				// Compacted often: every session start reads it whole, and
-				// it takes a record per Kafka transaction.
-				spec.Config = map[string]string{"cleanup.policy": "compact", "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"}
+				// it takes a record and a transaction marker per Kafka
+				// transaction; compaction keeps a marker whose records are
+				// gone for delete.retention.ms (a day by default), here ten
+				// minutes.
+				spec.Config = map[string]string{"cleanup.policy": "compact", "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1",
+					"delete.retention.ms": "600000"}
 			case s.dlq:
 				// A dead letter may be the only copy of its row's event: keep it
 				// until someone deals with it.

@@ -24,6 +24,7 @@ func TestSettingsThatWeakenDeliveryGuaranteesAreRefused(t *testing.T) {
 		{"SASL settings pass through", map[string]string{"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN", "sasl.username": "u", "sasl.password": "p"}, true},
 		{"typed Go client settings from text", map[string]string{"go.events.channel.size": "1000"}, true},
 		{"an unknown setting", map[string]string{"no.such.setting": "x"}, false},
+		{"delivery reports turned off", map[string]string{"go.delivery.reports": "false"}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -27,13 +27,22 @@ apt_install() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null || die "apt-get install $* failed"
 }
 
-# ensure_deps installs PostgreSQL when no server >= 15 is present, and
-# jemalloc, which the streamer and the archiver link (see go_tags).
+# ensure_deps installs PostgreSQL when no server >= 15 is present, and what
+# building needs.
 ensure_deps() {
-	command -v go >/dev/null || die "Go is not installed (https://go.dev/dl/); Go 1.26 or newer is needed"
+	ensure_build_deps
 	if [ -z "$(pg_bin)" ]; then apt_install postgresql-15 postgresql-client-15; fi
 	[ -n "$(pg_bin)" ] || die "no PostgreSQL >= 15 found after install; set PG_BIN"
-	if ! links_jemalloc && [ "$(id -u)" -eq 0 ]; then apt_install libjemalloc-dev; fi
+}
+
+# ensure_build_deps checks for Go and installs jemalloc, which the streamer
+# and the archiver link (see go_tags), when it can: without it they build
+# with glibc's malloc.
+ensure_build_deps() {
+	command -v go >/dev/null || die "Go is not installed (https://go.dev/dl/); Go 1.26 or newer is needed"
+	if ! links_jemalloc && [ "$(id -u)" -eq 0 ]; then
+		(apt_install libjemalloc-dev) || log "warning: could not install libjemalloc-dev"
+	fi
 }
 
 # links_jemalloc says whether a cgo program can link jemalloc here.

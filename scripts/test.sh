@@ -19,6 +19,7 @@ unformatted=$(gofmt -l $(git ls-files --cached --others --exclude-standard '*.go
 [ -z "$unformatted" ] || die "gofmt would change: $unformatted"
 go vet ./...
 go tool staticcheck ./...
+if links_jemalloc; then go vet -tags jemalloc ./internal/jemalloc/ ./cmd/streamer/ ./cmd/archiver/; fi
 fi
 
 work=$(mktemp -d /tmp/userstream-test.XXXXXX)

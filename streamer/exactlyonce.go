@@ -232,8 +232,11 @@ func (d *exactlyOnce) checkpoint(ctx context.Context) error {
 			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			abortErr := d.p.sink.AbortTransaction(actx)
 			cancel()
+			if kafkasink.IsPermanent(err) {
+				return permanent(fmt.Errorf("kafka refused a record for good: %w", errors.Join(err, abortErr)))
+			}
 			// The session ends; the next one resumes from the last committed
-			// progress.
+			// progress (and asks for a report per record, see session).
 			return errors.Join(err, abortErr)
 		}
 		if !kafkasink.IsRetriable(err) {

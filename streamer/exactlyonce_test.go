@@ -2,6 +2,7 @@ package streamer_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -9,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
 	"github.com/userstream/userstream/internal/e2e"
 	"github.com/userstream/userstream/internal/testenv"
+	"github.com/userstream/userstream/streamer"
 )
 
 // readCommitted reads the topic as an exactly-once consumer must, and fails
@@ -101,5 +105,43 @@ func TestAnExactlyOnceZombieIsFencedWhenTheStandbyTakesOver(t *testing.T) {
 	t.Logf("thawed streamer fenced by Kafka: %v", strings.Contains(strings.ToLower(a.Output()), "fenced"))
 	if exited, err := b.Exited(0); exited {
 		t.Fatalf("streamer B exited: %v", err)
+	}
+}
+
+func TestExactlyOnceStopsNamingTheCauseWhenKafkaRefusesARecordForGood(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// A topic whose batches may not exceed 64 bytes: the broker refuses
+	// every event. Without reports per record, only the commit fails; the
+	// next session asks for reports and learns why.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": e.kafka})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := admin.CreateTopics(ctx, []kafka.TopicSpecification{{Topic: e.topic, NumPartitions: 3, ReplicationFactor: 1,
+		Config: map[string]string{"max.message.bytes": "64"}}})
+	admin.Close()
+	if err != nil || res[0].Error.Code() != kafka.ErrNoError {
+		t.Fatalf("create the topic: %v %v", err, res)
+	}
+	e.insertUsers("refused", 0, 3)
+	after := e.currentLSN()
+
+	cfg := e.config(0)
+	cfg.Delivery = streamer.ExactlyOnce
+	stop, finished := e.inProcessWith(cfg)
+	select {
+	case <-finished:
+	case <-time.After(90 * time.Second):
+		t.Fatal("the streamer kept going (or retrying) for 90 s after Kafka refused its records for good")
+	}
+	err = stop()
+	if !errors.Is(err, streamer.ErrPermanent) || !strings.Contains(err.Error(), "for good") || !strings.Contains(strings.ToLower(err.Error()), "too large") {
+		t.Fatalf("err = %v, want a permanent error saying the records are too large", err)
+	}
+	if got := e.confirmedLSN(); got >= after {
+		t.Errorf("slot confirmed %s, at or past the refused inserts (%s)", got, after)
 	}
 }

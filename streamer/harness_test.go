@@ -58,17 +58,30 @@ func (e *env) config(start pglogrepl.LSN) streamer.Config {
 // inProcess runs the streamer in this process; stop cancels it and returns
 // Run's error.
 func (e *env) inProcess(start pglogrepl.LSN) (stop func() error) {
+	stop, _ = e.inProcessWith(e.config(start))
+	return stop
+}
+
+// inProcessWith runs the streamer with cfg in this process. stop cancels it
+// and returns Run's error; finished closes when Run returned, by itself or
+// after stop.
+func (e *env) inProcessWith(cfg streamer.Config) (stop func() error, finished <-chan struct{}) {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := streamer.New(e.config(start), zerolog.New(e.logs), streamer.NewMetrics(prometheus.NewRegistry()))
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	s := streamer.New(cfg, zerolog.New(e.logs), streamer.NewMetrics(prometheus.NewRegistry()))
+	var runErr error
+	ended := make(chan struct{})
+	go func() {
+		runErr = s.Run(ctx)
+		close(ended)
+	}()
 	var once sync.Once
 	var err error
 	stop = func() error {
 		once.Do(func() {
 			cancel()
 			select {
-			case err = <-done:
+			case <-ended:
+				err = runErr
 			case <-time.After(30 * time.Second):
 				err = fmt.Errorf("streamer did not stop within 30 s")
 			}
@@ -81,7 +94,7 @@ func (e *env) inProcess(start pglogrepl.LSN) (stop func() error) {
 			e.t.Logf("streamer logs:\n%s", e.logs.String())
 		}
 	})
-	return stop
+	return stop, ended
 }
 
 // child runs the real streamer binary, so a test can SIGKILL it.

@@ -65,6 +65,26 @@ func (p *pipe) deliver(ctx context.Context) error {
 	}
 }
 
+// refusal looks through the delivery reports still queued after a failed
+// exactly-once session for one that says Kafka refused a record for good,
+// and returns that permanent error. The read goroutine can fail first, on
+// the transaction such a refusal broke, before deliver reads the report.
+func (p *pipe) refusal(wait time.Duration) error {
+	deadline := time.After(wait)
+	for {
+		select {
+		case e := <-p.sink.Events():
+			if m, ok := e.(*kafka.Message); ok && m.TopicPartition.Error != nil && kafkasink.IsPermanent(m.TopicPartition.Error) {
+				p.s.metrics.DeliveryErrors.Inc()
+				return permanent(fmt.Errorf("kafka refused an event for good: %w", m.TopicPartition.Error))
+			}
+		case <-p.sink.Logs():
+		case <-deadline:
+			return nil
+		}
+	}
+}
+
 // rdkafkaLevel maps syslog levels, which librdkafka uses, to zerolog's.
 func rdkafkaLevel(l int) zerolog.Level {
 	switch {
