@@ -1,7 +1,6 @@
 package streamer
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -101,19 +100,7 @@ func (s *Streamer) session(ctx context.Context, startLSN pglogrepl.LSN) error {
 		}
 		return err
 	})
-	err = g.Wait()
-	if err != nil && kcfg.TransactionalID != "" && !errors.Is(err, ErrPermanent) {
-		if sink.Reports() {
-			err = cmp.Or(p.refusal(2*time.Second), err)
-		} else {
-			// A failed transaction says that a record failed, not which
-			// or why: the next session asks for a report per record, so a
-			// record Kafka refuses for good stops the streamer, naming the
-			// cause, instead of every session failing the same way.
-			s.diagnose.Store(true)
-			err = fmt.Errorf("%w (the next session asks Kafka for a delivery report per record, to name any it refuses)", err)
-		}
-	}
+	err = p.explain(g.Wait())
 	clean = err == nil
 	s.metrics.AckedLSN.Set(float64(acks.Acked()))
 	return err
