@@ -53,14 +53,18 @@ type catchUpResult struct {
 // run is kept), so neither side gets the only warm or the only cold pass.
 func (b *bench) catchUp(ctx context.Context, name string, rows int, profile bool, load func(context.Context, int) error) (catchUpResult, error) {
 	r := catchUpResult{name: name, rows: rows}
-	var before, after, streamers, all []string
+	var before, after, streamers, profiled, all []string
 	for range ceilingProtos {
 		before, after = append(before, b.name("ceiling")), append(after, b.name("ceiling"))
 	}
+	profile = profile && b.cfg.profDir != ""
 	for range deliveries {
 		streamers = append(streamers, b.name("streamer"))
+		if profile {
+			profiled = append(profiled, b.name("profiled"))
+		}
 	}
-	all = append(append(append(all, before...), after...), streamers...)
+	all = append(append(append(append(all, before...), after...), streamers...), profiled...)
 	if err := b.createSlots(ctx, all); err != nil {
 		return r, err
 	}
@@ -81,11 +85,20 @@ func (b *bench) catchUp(ctx context.Context, name string, rows int, profile bool
 		}
 	}
 	for i, mode := range deliveries {
-		s, err := b.streamerCatchUp(ctx, streamers[i], mode, end, rows, profile)
+		s, err := b.streamerCatchUp(ctx, streamers[i], mode, end, rows, false)
 		if err != nil {
 			return r, fmt.Errorf("streamer, %s: %w", mode, err)
 		}
 		r.streamers = append(r.streamers, s)
+	}
+	// Profilers cost the profiled process CPU: the profiles come from a
+	// pass of their own, whose figures are not reported.
+	for i, mode := range deliveries[:len(profiled)] {
+		s, err := b.streamerCatchUp(ctx, profiled[i], mode, end, rows, true)
+		if err != nil {
+			return r, fmt.Errorf("profiled streamer, %s: %w", mode, err)
+		}
+		r.streamers[i].profileTop = s.profileTop
 	}
 	for i, p := range ceilingProtos {
 		again, err := b.recvlogical(ctx, after[i], end, p)
@@ -104,7 +117,6 @@ func (b *bench) catchUp(ctx context.Context, name string, rows int, profile bool
 // committed, so a read_committed consumer can read them all.
 func (b *bench) streamerCatchUp(ctx context.Context, slot, mode string, end pglogrepl.LSN, rows int, profile bool) (readerRun, error) {
 	r := readerRun{reader: "streamer, " + mode}
-	profile = profile && b.cfg.profDir != ""
 	extra := []string{"DELIVERY=" + mode}
 	if profile {
 		extra = append(extra, "PPROF=true")

@@ -58,7 +58,7 @@ func (r report) markdown(versions string) string {
 	for _, c := range r.catchUps {
 		for _, s := range c.streamers {
 			if s.profileTop != "" {
-				fmt.Fprintf(&b, "\n## CPU profile: %s, 5 s of catching up %s, from its first event\n\n```\n%s```\n", s.reader, c.name, s.profileTop)
+				fmt.Fprintf(&b, "\n## CPU profile: %s, 5 s of catching up %s, from its first event (a pass of its own, not the timed one)\n\n```\n%s```\n", s.reader, c.name, s.profileTop)
 			}
 		}
 	}
