@@ -25,10 +25,8 @@ type Config struct {
 	// events; EnsureTopic creates it beside Topic.
 	DeadLetterTopic string
 	// TransactionalID, when set, makes the sink a transactional producer
-	// (exactly-once mode), which gets no delivery report per record unless
-	// TransactionReports is set too.
-	TransactionalID    string
-	TransactionReports bool
+	// (exactly-once mode), which gets no delivery report per record.
+	TransactionalID string
 	// ProgressTopic, when set, receives progress records: a compacted topic
 	// EnsureTopic creates beside Topic.
 	ProgressTopic string
@@ -132,7 +130,7 @@ func New(cfg Config) (*Sink, error) {
 	}
 	// Reports are what the streamer's acknowledgements rest on: not a
 	// setting to take from the properties.
-	reports := cfg.TransactionalID == "" || cfg.TransactionReports
+	reports := cfg.TransactionalID == ""
 	cm["go.delivery.reports"] = reports
 	if cfg.TransactionalID != "" {
 		// A transaction commits only once every record in it was delivered,

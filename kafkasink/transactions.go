@@ -93,6 +93,33 @@ func IsRetriable(err error) bool {
 	return errors.As(err, &kerr) && kerr.IsRetriable()
 }
 
+// TransactionError returns what broke the open transaction when err, from
+// Produce, is the state error a transactional producer gives once one of its
+// records failed: from then on librdkafka refuses every record with a state
+// error that names nothing. The transaction's own error, which a commit
+// attempt in that state returns at once without committing anything, names
+// the broker's refusal (message too large, not authorized, …). The
+// transaction is then aborted, as it must be. Any other error comes back as
+// it is.
+func (s *Sink) TransactionError(ctx context.Context, err error) error {
+	var kerr kafka.Error
+	if s.reports || !errors.As(err, &kerr) || kerr.Code() != kafka.ErrState {
+		return err
+	}
+	cause := s.p.CommitTransaction(ctx)
+	if cause == nil {
+		// Not reached: librdkafka gives the state error only in a state
+		// where a commit commits nothing (no transaction, failed, fatal).
+		return err
+	}
+	if RequiresAbort(cause) {
+		if aerr := s.p.AbortTransaction(ctx); aerr != nil {
+			return errors.Join(fmt.Errorf("the transaction failed: %w", cause), fmt.Errorf("abort it: %w", aerr))
+		}
+	}
+	return fmt.Errorf("the transaction failed: %w", cause)
+}
+
 // RequiresAbort reports an error after which the transaction must be
 // aborted; the producer stays usable.
 func RequiresAbort(err error) bool {

@@ -198,7 +198,7 @@ func (bf *backfill) one(ctx context.Context, b projection.Binding, id int64, val
 			return nil
 		}
 		if !kafkasink.IsQueueFull(err) {
-			return fmt.Errorf("produce user %s: %w", ev.Subject, err)
+			return fmt.Errorf("produce user %s: %w", ev.Subject, bf.sink.TransactionError(ctx, err))
 		}
 		select {
 		case <-ctx.Done():

@@ -2,7 +2,10 @@ package streamer
 
 import (
 	"context"
+	"fmt"
 	"time"
+
+	"github.com/userstream/userstream/kafkasink"
 )
 
 // Delivery is how records reach Kafka and when the PostgreSQL transactions
@@ -46,6 +49,9 @@ type delivery interface {
 	durable(ctx context.Context, c *chunk, key, cursor []byte) error
 	// finish makes what was produced durable at a clean stop.
 	finish(ctx context.Context, cur *txn) error
+	// refused turns a failed Produce into the session's error: permanent
+	// when Kafka refused the record for good.
+	refused(ctx context.Context, err error) error
 }
 
 // atLeastOnce acknowledges by delivery report: the checkpoint tracker moves
@@ -75,6 +81,16 @@ func (d atLeastOnce) finish(context.Context, *txn) error {
 		}
 	}
 	return nil
+}
+
+func (d atLeastOnce) refused(_ context.Context, err error) error { return refusedForGood(err) }
+
+// refusedForGood marks an error that retrying cannot fix as permanent.
+func refusedForGood(err error) error {
+	if kafkasink.IsPermanent(err) {
+		return permanent(fmt.Errorf("kafka refused a record for good: %w", err))
+	}
+	return err
 }
 
 func (d atLeastOnce) durable(ctx context.Context, c *chunk, key, cursor []byte) error {

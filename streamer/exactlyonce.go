@@ -180,6 +180,22 @@ func (d *exactlyOnce) finish(ctx context.Context, _ *txn) error {
 	return d.checkpoint(ctx)
 }
 
+// refused learns what broke the transaction when a record is refused: a
+// failed record leaves librdkafka refusing every later one with a state
+// error that names nothing.
+func (d *exactlyOnce) refused(ctx context.Context, err error) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	cause := d.p.sink.TransactionError(cctx, err)
+	if cause != err {
+		d.p.s.metrics.DeliveryErrors.Inc()
+		// Nothing is open any more.
+		clear(d.batch)
+		d.batch, d.records, d.last = d.batch[:0], 0, nil
+	}
+	return refusedForGood(cause)
+}
+
 // produceProgress adds the stream's progress record to the open transaction.
 func (d *exactlyOnce) produceProgress() error {
 	slot := d.p.s.cfg.Slot
@@ -201,7 +217,7 @@ func (d *exactlyOnce) produceProgress() error {
 func (d *exactlyOnce) checkpoint(ctx context.Context) error {
 	if d.last != nil {
 		if err := d.produceProgress(); err != nil {
-			return err
+			return d.refused(ctx, fmt.Errorf("produce the progress record: %w", err))
 		}
 	}
 	var err error
@@ -232,12 +248,9 @@ func (d *exactlyOnce) checkpoint(ctx context.Context) error {
 			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			abortErr := d.p.sink.AbortTransaction(actx)
 			cancel()
-			if kafkasink.IsPermanent(err) {
-				return permanent(fmt.Errorf("kafka refused a record for good: %w", errors.Join(err, abortErr)))
-			}
 			// The session ends; the next one resumes from the last committed
-			// progress (and asks for a report per record, see session).
-			return errors.Join(err, abortErr)
+			// progress.
+			return refusedForGood(errors.Join(err, abortErr))
 		}
 		if !kafkasink.IsRetriable(err) {
 			return err // fenced or fatal: a newer producer took over, or the producer is broken

@@ -112,8 +112,8 @@ func TestExactlyOnceStopsNamingTheCauseWhenKafkaRefusesARecordForGood(t *testing
 	t.Parallel()
 	e := newEnv(t)
 	// A topic whose batches may not exceed 64 bytes: the broker refuses
-	// every event. Without reports per record, only the commit fails; the
-	// next session asks for reports and learns why.
+	// every event. There is no report per record in this mode: the
+	// transaction's own error must say why, and stop the first session.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": e.kafka})
@@ -143,5 +143,8 @@ func TestExactlyOnceStopsNamingTheCauseWhenKafkaRefusesARecordForGood(t *testing
 	}
 	if got := e.confirmedLSN(); got >= after {
 		t.Errorf("slot confirmed %s, at or past the refused inserts (%s)", got, after)
+	}
+	if n := strings.Count(e.logs.String(), `"message":"streaming"`); n != 1 {
+		t.Errorf("%d sessions streamed, want the first to stop for good", n)
 	}
 }

@@ -1,9 +1,7 @@
 package streamer
 
 import (
-	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -63,42 +61,6 @@ func (p *pipe) deliver(ctx context.Context) error {
 					lastWarn = time.Now()
 				}
 			}
-		}
-	}
-}
-
-// explain adds what is known of the cause to the error of a failed
-// transactional (exactly-once) session. A failed Kafka transaction says that
-// a record failed, not which or why: the next session asks for a report per
-// record, so a record Kafka refuses for good stops the streamer, naming the
-// cause, instead of every session failing the same way.
-func (p *pipe) explain(err error) error {
-	if err == nil || p.s.cfg.Kafka.TransactionalID == "" || errors.Is(err, ErrPermanent) {
-		return err
-	}
-	if p.sink.Reports() {
-		return cmp.Or(p.refusal(2*time.Second), err)
-	}
-	p.s.diagnose.Store(true)
-	return fmt.Errorf("%w (the next session asks Kafka for a delivery report per record, to name any it refuses)", err)
-}
-
-// refusal looks through the delivery reports still queued after a failed
-// exactly-once session for one that says Kafka refused a record for good,
-// and returns that permanent error. The read goroutine can fail first, on
-// the transaction such a refusal broke, before deliver reads the report.
-func (p *pipe) refusal(wait time.Duration) error {
-	deadline := time.After(wait)
-	for {
-		select {
-		case e := <-p.sink.Events():
-			if m, ok := e.(*kafka.Message); ok && m.TopicPartition.Error != nil && kafkasink.IsPermanent(m.TopicPartition.Error) {
-				p.s.metrics.DeliveryErrors.Inc()
-				return permanent(fmt.Errorf("kafka refused an event for good: %w", m.TopicPartition.Error))
-			}
-		case <-p.sink.Logs():
-		case <-deadline:
-			return nil
 		}
 	}
 }

@@ -27,9 +27,7 @@ func (s *Streamer) session(ctx context.Context, startLSN pglogrepl.LSN) error {
 	if err != nil {
 		return err
 	}
-	kcfg := s.cfg.Kafka
-	kcfg.TransactionReports = s.diagnose.Swap(false)
-	sink, err := s.newSink(kcfg)
+	sink, err := s.newSink(s.cfg.Kafka)
 	if err != nil {
 		return permanent(err)
 	}
@@ -100,7 +98,7 @@ func (s *Streamer) session(ctx context.Context, startLSN pglogrepl.LSN) error {
 		}
 		return err
 	})
-	err = p.explain(g.Wait())
+	err = g.Wait()
 	clean = err == nil
 	s.metrics.AckedLSN.Set(float64(acks.Acked()))
 	return err
@@ -357,11 +355,8 @@ func (p *pipe) produce(ctx, gctx context.Context, cur *txn, key, value []byte, h
 			p.produced.Add(1)
 			return p.d.produced(ctx, cur, deadLetter)
 		}
-		if kafkasink.IsPermanent(err) {
-			return permanent(fmt.Errorf("kafka refused a record for good: %w", err))
-		}
 		if !kafkasink.IsQueueFull(err) {
-			return fmt.Errorf("produce: %w", err)
+			return p.d.refused(ctx, fmt.Errorf("produce: %w", err))
 		}
 		// Stop reading, keep the connection alive.
 		if err := p.reader.SendStatusIfDue(ctx); err != nil {

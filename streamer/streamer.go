@@ -77,10 +77,6 @@ type Streamer struct {
 	createdSlot atomic.Bool
 	// newSink makes each session's producer; tests wrap it.
 	newSink func(kafkasink.Config) (*kafkasink.Sink, error)
-	// diagnose asks the next exactly-once session for a delivery report per
-	// record: the last one's Kafka commit failed, and only a report says
-	// which record Kafka refused and why.
-	diagnose atomic.Bool
 }
 
 // New returns a streamer; m receives its metrics.
