@@ -202,7 +202,11 @@ func TestAPublicationChangeUndoneWhileNoStreamerRanStopsTheNextStartAndIsRecover
 func TestAPublicationChangeUndoneBetweenTwoChecksStopsTheStreamer(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	stop := e.inProcess(0)
+	// Checks 2 s apart, so that the change and its undoing below (a few
+	// milliseconds) fall between two of them: the fingerprint must catch it.
+	cfg := e.config(0)
+	cfg.GuardInterval = 2 * time.Second
+	stop, _ := e.inProcessWith(cfg)
 	e.insertUsers("before", 0, 3)
 	e2e.WaitFor(t, 30*time.Second, "the first events", func() bool { return e.topicSize() >= 3 })
 	e.exec("ALTER PUBLICATION users_pub DROP TABLE users")
