@@ -190,8 +190,7 @@ func (d *exactlyOnce) refused(ctx context.Context, err error) error {
 	if cause != err {
 		d.p.s.metrics.DeliveryErrors.Inc()
 		// Nothing is open any more.
-		clear(d.batch)
-		d.batch, d.records, d.last = d.batch[:0], 0, nil
+		d.forget()
 	}
 	return refusedForGood(cause)
 }
@@ -231,8 +230,7 @@ func (d *exactlyOnce) checkpoint(ctx context.Context) error {
 			cancel()
 			// Nothing is open any more: a clean stop has nothing to finish,
 			// and the tracker never saw these records delivered.
-			clear(d.batch)
-			d.batch, d.records, d.last = d.batch[:0], 0, nil
+			d.forget()
 			return fmt.Errorf("commit kafka transaction: %w", ctx.Err())
 		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -268,7 +266,13 @@ func (d *exactlyOnce) checkpoint(ctx context.Context) error {
 		d.p.tracker.Delivered(b.t.Txn, b.n)
 		d.p.s.metrics.observeCommitted(b.t, b.n-b.letters, b.letters, now)
 	}
+	d.forget()
+	return d.p.sink.BeginTransaction()
+}
+
+// forget empties the record of the open Kafka transaction: it was committed
+// or aborted.
+func (d *exactlyOnce) forget() {
 	clear(d.batch)
 	d.batch, d.records, d.last = d.batch[:0], 0, nil
-	return d.p.sink.BeginTransaction()
 }
