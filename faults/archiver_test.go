@@ -55,7 +55,7 @@ func (s *lakeStack) finishLake(name string, load *e2e.Load, note string) {
 	if n := load.Other.Load(); n != 0 {
 		s.t.Errorf("%d API answers other than 201 and 503", n)
 	}
-	if topic := e2e.Audit(s.t, s.broker.Addr(), s.topic, s.pool, 5*time.Minute); !topic.Clean() || topic.Missing > 0 {
+	if topic := e2e.Audit(s.t, s.broker.Addr(), s.topic, s.pool, 5*time.Minute); !topic.Clean() || topic.Missing > 0 || topic.Orphans > 0 {
 		s.t.Fatalf("%s: the topic itself is incomplete (%s): the lake cannot be judged", name, topic)
 	}
 	visible := lakeaudit.WaitCovered(s.t, s.root, s.broker.Addr(), s.topic, 3*time.Minute)

@@ -21,7 +21,7 @@ func (s *stack) command(args ...string) string {
 	s.t.Helper()
 	p := e2e.Start(s.t, "streamer "+args[0], testenv.Bin(s.t, "streamer"), []string{
 		"DATABASE_URL=" + s.dsn, "KAFKA_BOOTSTRAP_SERVERS=" + s.broker.Addr(), "KAFKA_TOPIC=" + s.topic,
-		"REPLICATION_SLOT=" + s.slot, "MIGRATE=false",
+		"REPLICATION_SLOT=" + s.slot, "MIGRATE=false", "DELIVERY=" + s.mode(),
 	}, args...)
 	exited, err := p.Exited(5 * time.Minute)
 	if !exited || err != nil {

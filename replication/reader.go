@@ -135,6 +135,10 @@ func Open(ctx context.Context, cfg Config, acker Acker) (*Reader, error) {
 // SystemID is the cluster's system identifier, stable across restarts.
 func (r *Reader) SystemID() string { return r.system.SystemID }
 
+// Timeline is the server's timeline as of the connection: it changes when a
+// standby is promoted or a point-in-time recovery ends.
+func (r *Reader) Timeline() int32 { return r.system.Timeline }
+
 // Database is the database the slot belongs to.
 func (r *Reader) Database() string { return r.system.DBName }
 

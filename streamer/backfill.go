@@ -29,8 +29,8 @@ type BackfillRange struct {
 // BackfillResult counts what a backfill did.
 type BackfillResult struct {
 	Produced int // events Kafka acknowledged
-	Present  int // users skipped because the topic holds them (Missing)
-	Poison   int // rows that make no valid event, skipped
+	Present  int // users skipped because the topic or the dead-letter topic holds them (Missing)
+	Poison   int // rows that make no valid event, sent to the dead-letter topic
 }
 
 // Backfill produces a user.created event for every existing row in the range,
@@ -39,6 +39,8 @@ type BackfillResult struct {
 // before it existed, or lost with a slot). Backfilled events carry the same
 // ce_id as streamed ones, and the header userstream_backfill=true; a user
 // both backfilled and streamed arrives twice under the same key and ce_id.
+// A row that makes no valid event goes to the dead-letter topic, as in the
+// stream (with POISON=stop the backfill fails on it instead).
 func (s *Streamer) Backfill(ctx context.Context, r BackfillRange) (BackfillResult, error) {
 	var res BackfillResult
 	if r.BatchSize <= 0 {
@@ -55,17 +57,10 @@ func (s *Streamer) Backfill(ctx context.Context, r BackfillRange) (BackfillResul
 	}
 	pr := projection.UserCreated{}
 	ns, table := pr.Table()
-	requested := r // the job is named by what was asked, before 0 becomes max(id)
-	if r.UpToID == 0 {
-		if err := conn.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM "+replication.QuoteTable(ns+"."+table)).Scan(&r.UpToID); err != nil {
-			return res, fmt.Errorf("find the last user: %w", err)
-		}
-	}
-	var present idSet
 	var tables map[uint32]published
 	if r.Missing {
-		// Rows committed after max(id) was read, even with lower ids, are
-		// the slot's to stream: without a slot they would be missed.
+		// Rows committed after the boundary was read, even with lower ids,
+		// are the slot's to stream: without a slot they would be missed.
 		if _, err := replication.Slot(ctx, conn, s.cfg.Slot); err != nil {
 			return res, fmt.Errorf("backfill --missing needs the slot to stream what commits while it runs (start the streamer once with CREATE_SLOT=true first): %w", err)
 		}
@@ -73,27 +68,29 @@ func (s *Streamer) Backfill(ctx context.Context, r BackfillRange) (BackfillResul
 		if tables, missingPubs, err = s.checkPublications(ctx, conn); err != nil || len(missingPubs) > 0 {
 			return res, fmt.Errorf("backfill --missing needs the publication as the streamer needs it (missing: %v): %w", missingPubs, err)
 		}
-		err := kafkasink.ReadKeys(ctx, s.cfg.Kafka.Properties, s.cfg.Kafka.Topic, func(key []byte) {
-			if id, err := strconv.ParseInt(string(key), 10, 64); err == nil {
-				present.add(id)
-			}
-		})
-		if err != nil {
-			return res, fmt.Errorf("read the keys in topic %s: %w", s.cfg.Kafka.Topic, err)
-		}
-		s.log.Info().Int("keys", present.n).Str("topic", s.cfg.Kafka.Topic).Msg("backfill: read the users the topic holds")
 	}
-	job, err := s.startBackfillJob(ctx, conn, requested, r.UpToID)
-	if err != nil {
-		return res, err
-	}
-	w, err := s.newBackfillWriter(ctx, job.key)
+	// The writer first: in exactly-once mode it fences an interrupted run of
+	// any backfill and aborts its open transaction, so the keys read below
+	// are everything that run made durable, and reading them does not wait
+	// for that transaction to time out.
+	key := s.backfillKey(r)
+	w, err := s.newBackfillWriter(ctx, key)
 	if err != nil {
 		return res, err
 	}
 	defer w.close()
+	job, err := s.startBackfillJob(ctx, conn, key, r)
+	if err != nil {
+		return res, err
+	}
+	var present idSet
+	if r.Missing {
+		if err := s.readAccountedFor(ctx, &present); err != nil {
+			return res, err
+		}
+	}
 	bf := &backfill{s: s, conn: conn, sink: w.sink, pr: pr, present: &present, missing: r.Missing,
-		source: []byte(ceSource(sysid, db, ns, table)), ce: newCEEncoder(), res: &res}
+		table: ns + "." + table, source: []byte(ceSource(sysid, db, ns, table)), ce: newCEEncoder(), res: &res}
 	meter := newProgressMeter(s.log, "backfill", job.Total, job.Done, true)
 	for job.AfterID < job.UpToID {
 		if err := w.begin(); err != nil {
@@ -119,17 +116,34 @@ func (s *Streamer) Backfill(ctx context.Context, r BackfillRange) (BackfillResul
 		return res, err
 	}
 	meter.done(job.Done)
-	if res.Poison > 0 {
-		return res, fmt.Errorf("%d users make no valid event and were not sent (their ids are in the log; the streamer sends such rows to the dead-letter topic)", res.Poison)
-	}
 	if r.Missing {
-		// The recovery is done: the publication as it is now is the one the
+		// The recovery is done: every user is in the topic or on the
+		// dead-letter topic, and the publication as it is now is the one the
 		// streamer checks from here on.
 		if err := s.recordFingerprint(ctx, fingerprintOf(tables)); err != nil {
 			return res, fmt.Errorf("record the publication: %w", err)
 		}
 	}
 	return res, nil
+}
+
+// readAccountedFor adds to present the id of every user the topic holds, and
+// of every row the dead-letter topic holds: a poison row already sent there
+// is accounted for, or a recovery could never finish.
+func (s *Streamer) readAccountedFor(ctx context.Context, present *idSet) error {
+	for _, topic := range []string{s.cfg.Kafka.Topic, s.cfg.Kafka.DeadLetterTopic} {
+		before := present.n
+		err := kafkasink.ReadKeys(ctx, s.cfg.Kafka.Properties, topic, func(key []byte) {
+			if id, err := strconv.ParseInt(string(key), 10, 64); err == nil {
+				present.add(id)
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("read the keys in topic %s: %w", topic, err)
+		}
+		s.log.Info().Int("keys", present.n-before).Str("topic", topic).Msg("backfill: read the users the topic accounts for")
+	}
+	return nil
 }
 
 // backfill is one run's state.
@@ -140,6 +154,7 @@ type backfill struct {
 	pr      projection.Projector
 	present *idSet
 	missing bool
+	table   string
 	source  []byte
 	ce      *ceEncoder
 	res     *BackfillResult
@@ -179,10 +194,7 @@ func (bf *backfill) batch(ctx context.Context, after, upTo int64, limit int) (in
 func (bf *backfill) one(ctx context.Context, b projection.Binding, id int64, vals []any) error {
 	ev, ok, err := b.Project(projection.Insert, valuesRow(vals))
 	if errors.Is(err, projection.ErrValue) {
-		// A poison row: the error names the column, never the value.
-		bf.res.Poison++
-		bf.s.log.Warn().Int64("id", id).Str("error", err.Error()).Msg("backfill: the row makes no valid event; skipped")
-		return nil
+		return bf.poison(ctx, id, vals, err)
 	}
 	if err != nil {
 		return fmt.Errorf("project a user: %w", err)
@@ -191,14 +203,41 @@ func (bf *backfill) one(ctx context.Context, b projection.Binding, id int64, val
 		return nil
 	}
 	headers := bf.ce.copied(ev, bf.source, "userstream_backfill")
+	if err := bf.produce(ctx, func() error { return bf.sink.Produce(ev.Key, ev.Value, headers, nil) }); err != nil {
+		return fmt.Errorf("produce user %s: %w", ev.Subject, err)
+	}
+	bf.res.Produced++
+	return nil
+}
+
+// poison sends a row that makes no valid event to the dead-letter topic, as
+// the stream and the snapshot do; the log names the column, never the value.
+func (bf *backfill) poison(ctx context.Context, id int64, vals []any, cause error) error {
+	if bf.s.cfg.Poison == PoisonStop || bf.s.cfg.Kafka.DeadLetterTopic == "" {
+		return fmt.Errorf("user %d makes no valid event: %w. POISON=stop is set: fix or delete the row, or set POISON=dead-letter to send it to the dead-letter topic, then run the backfill again", id, cause)
+	}
+	bf.s.log.Warn().Int64("id", id).Str("error", cause.Error()).Msg("backfill: the row makes no valid event; sent to the dead-letter topic")
+	key, value, err := copiedDeadLetter(bf.table, bf.pr.SourceColumns(), vals, id, cause)
+	if err != nil {
+		return err
+	}
+	headers := copiedDeadLetterHeaders(bf.source, "userstream_backfill")
+	if err := bf.produce(ctx, func() error { return bf.sink.ProduceDeadLetter(key, value, headers, nil) }); err != nil {
+		return fmt.Errorf("produce the dead letter of user %d: %w", id, err)
+	}
+	bf.res.Poison++
+	return nil
+}
+
+// produce hands one record to Kafka, waiting out a full queue.
+func (bf *backfill) produce(ctx context.Context, send func() error) error {
 	for {
-		err := bf.sink.Produce(ev.Key, ev.Value, headers, nil)
+		err := send()
 		if err == nil {
-			bf.res.Produced++
 			return nil
 		}
 		if !kafkasink.IsQueueFull(err) {
-			return fmt.Errorf("produce user %s: %w", ev.Subject, bf.sink.TransactionError(ctx, err))
+			return bf.sink.TransactionError(ctx, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -230,7 +269,13 @@ func selectUsers(ctx context.Context, conn *pgx.Conn, pr projection.Projector, a
 	}
 	b, err := pr.Bind(rel)
 	if err != nil {
+		// pgx reports a failed query (cancelled, timed out, refused) through
+		// the rows, which then describe no columns: that failure is the
+		// cause, not the binding.
 		rows.Close()
+		if qerr := rows.Err(); qerr != nil {
+			return nil, nil, 0, fmt.Errorf("read users after id %d: %w", after, qerr)
+		}
 		return nil, nil, 0, err
 	}
 	return rows, b, idCol, nil

@@ -24,21 +24,31 @@ import (
 
 type backfillJob struct {
 	key     string
-	State   string `json:"state"` // running or complete
-	AfterID int64  `json:"after_id"`
-	UpToID  int64  `json:"up_to_id"`
-	Total   int64  `json:"total"`
-	Done    int64  `json:"done"`
+	State   string    `json:"state"` // running or complete
+	AfterID int64     `json:"after_id"`
+	UpToID  int64     `json:"up_to_id"`
+	Total   int64     `json:"total"`
+	Done    int64     `json:"done"`
+	Started time.Time `json:"started,omitzero"`
 }
 
-// startBackfillJob resumes the same backfill (the same range as asked for)
-// when a run of it did not complete, or starts a new one up to upTo.
-func (s *Streamer) startBackfillJob(ctx context.Context, conn *pgx.Conn, r BackfillRange, upTo int64) (backfillJob, error) {
-	what := fmt.Sprintf("%d-%d", r.AfterID, r.UpToID) // 0: up to the largest id when it started
+// backfillKey names a backfill's record by what was asked: an id range (0
+// as the end: up to the largest id when it started), or missing.
+func (s *Streamer) backfillKey(r BackfillRange) string {
+	what := fmt.Sprintf("%d-%d", r.AfterID, r.UpToID)
 	if r.Missing {
 		what = "missing"
 	}
-	job := backfillJob{key: "backfill/" + s.cfg.Slot + "/" + what}
+	return "backfill/" + s.cfg.Slot + "/" + what
+}
+
+// startBackfillJob resumes a backfill of the same id range when a run of
+// it did not complete, or starts a new one. A --missing backfill never
+// resumes: its boundary belongs to the incident it ran for, and a later
+// incident's missing users lie past it. Starting over costs nothing
+// twice, as the keys it reads show what the interrupted run sent.
+func (s *Streamer) startBackfillJob(ctx context.Context, conn *pgx.Conn, key string, r BackfillRange) (backfillJob, error) {
+	job := backfillJob{key: key}
 	b, err := kafkasink.LastValue(ctx, s.cfg.Kafka.Properties, s.cfg.Kafka.ProgressTopic, []byte(job.key))
 	if err != nil {
 		return job, fmt.Errorf("read the backfill's record: %w", err)
@@ -47,17 +57,29 @@ func (s *Streamer) startBackfillJob(ctx context.Context, conn *pgx.Conn, r Backf
 		if err := json.Unmarshal(b, &job); err != nil {
 			return job, fmt.Errorf("backfill record %s: %w", job.key, err)
 		}
-		if job.State == "running" {
-			s.log.Info().Str("job", job.key).Int64("after_id", job.AfterID).Int64("done", job.Done).Msg("backfill: resuming after the last durable chunk")
+		switch {
+		case job.State == "running" && r.Missing:
+			s.log.Info().Str("job", job.key).Int64("interrupted_up_to_id", job.UpToID).Time("interrupted_started", job.Started).
+				Msg("backfill: an earlier --missing run was interrupted; not resuming it, as its boundary may predate this incident: starting over up to the largest id now, skipping every user the topic already holds")
+		case job.State == "running":
+			s.log.Info().Str("job", job.key).Int64("after_id", job.AfterID).Int64("up_to_id", job.UpToID).Int64("done", job.Done).Time("started", job.Started).
+				Msg("backfill: resuming after the last durable chunk")
 			return job, nil
 		}
 	}
-	job = backfillJob{key: job.key, State: "running", AfterID: r.AfterID, UpToID: upTo}
 	pr := s.cfg.Projectors[0]
 	ns, name := pr.Table()
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+replication.QuoteTable(ns+"."+name)+" WHERE id > $1 AND id <= $2", r.AfterID, upTo).Scan(&job.Total); err != nil {
+	table := replication.QuoteTable(ns + "." + name)
+	job = backfillJob{key: job.key, State: "running", AfterID: r.AfterID, UpToID: r.UpToID, Started: time.Now().UTC()}
+	if job.UpToID == 0 {
+		if err := conn.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM "+table).Scan(&job.UpToID); err != nil {
+			return job, fmt.Errorf("find the last user: %w", err)
+		}
+	}
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE id > $1 AND id <= $2", job.AfterID, job.UpToID).Scan(&job.Total); err != nil {
 		return job, fmt.Errorf("count the users to backfill: %w", err)
 	}
+	s.log.Info().Str("job", job.key).Int64("after_id", job.AfterID).Int64("up_to_id", job.UpToID).Int64("rows", job.Total).Msg("backfill: starting")
 	return job, nil
 }
 

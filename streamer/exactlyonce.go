@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/replication"
 )
 
 // exactlyOnce writes records in Kafka transactions. Each Kafka transaction
@@ -19,10 +20,12 @@ import (
 // slot only once the Kafka transaction holding its last record committed.
 // On start, InitTransactions fences every older producer of the slot (a
 // zombie's commit then fails), and the last committed progress tells which
-// replayed records are already in Kafka: they are skipped.
+// replayed records are already in Kafka: they are skipped, but only once
+// this server's history is shown to hold the transaction the progress names
+// (history.go).
 type exactlyOnce struct {
 	p       *pipe
-	resume  progress // the last committed progress; zero when none
+	resume  progress // the last committed progress this history holds; zero when none
 	batch   []batched
 	records int       // records in the open Kafka transaction
 	began   time.Time // when its first record was produced
@@ -38,12 +41,19 @@ type batched struct {
 
 // progress is the progress record's value. Records counts the records of
 // the transaction at CommitLSN that are in Kafka; Complete says all are.
+// Xid and CommitTime name that transaction in its server's history, so a
+// session skips on the record only where the history is the same one (see
+// trusted); SystemID and Timeline say where it was made, for the operator.
 type progress struct {
-	Slot      string `json:"slot"`
-	CommitLSN string `json:"commit_lsn"`
-	Records   int    `json:"records"`
-	Complete  bool   `json:"complete"`
-	commit    pglogrepl.LSN
+	Slot       string `json:"slot"`
+	CommitLSN  string `json:"commit_lsn"`
+	Records    int    `json:"records"`
+	Complete   bool   `json:"complete"`
+	Xid        uint32 `json:"xid,omitempty"`
+	CommitTime string `json:"commit_time,omitempty"`
+	SystemID   string `json:"system_id,omitempty"`
+	Timeline   int32  `json:"timeline,omitempty"`
+	commit     pglogrepl.LSN
 }
 
 func parseProgress(b []byte) (progress, error) {
@@ -57,6 +67,17 @@ func parseProgress(b []byte) (progress, error) {
 	}
 	pr.commit = lsn
 	return pr, nil
+}
+
+// commitID is the transaction the record names; ok is false for a record
+// that names none (an earlier version's, or one made before anything was
+// streamed).
+func (pr progress) commitID() (replication.CommitID, bool) {
+	t, err := time.Parse(time.RFC3339Nano, pr.CommitTime)
+	if pr.commit == 0 || pr.Xid == 0 || err != nil {
+		return replication.CommitID{}, false
+	}
+	return replication.CommitID{LSN: pr.commit, Xid: pr.Xid, Time: t}, true
 }
 
 // covers says whether the record number seq (from 1) of the transaction
@@ -79,42 +100,20 @@ func (d *exactlyOnce) start(ctx context.Context) error {
 		return err
 	}
 	cfg := d.p.s.cfg
-	if d.p.fresh {
-		// A slot made now (first run, or after a lost slot) streams from
-		// now: progress left by an older slot of the same name (before a
-		// failover or a restore) says nothing about it. A zero progress
-		// record replaces it before anything else is committed.
-		if err := d.resetProgress(ictx); err != nil {
-			return err
-		}
-		return d.p.sink.BeginTransaction()
-	}
 	last, err := kafkasink.LastValue(ictx, cfg.Kafka.Properties, cfg.Kafka.ProgressTopic, []byte(cfg.Slot))
 	if err != nil {
 		return fmt.Errorf("read the last progress of slot %s: %w", cfg.Slot, err)
 	}
 	if last != nil {
-		if d.resume, err = parseProgress(last); err != nil {
+		pr, err := parseProgress(last)
+		if err != nil {
 			return permanent(err)
 		}
-		d.p.s.log.Info().Str("commit_lsn", d.resume.CommitLSN).Int("records", d.resume.Records).Bool("complete", d.resume.Complete).
-			Msg("exactly-once: resuming after the last committed progress; records at or before it are skipped")
+		if d.resume, err = d.p.s.trusted(ictx, pr, d.p.start); err != nil {
+			return err
+		}
 	}
 	return d.p.sink.BeginTransaction()
-}
-
-func (d *exactlyOnce) resetProgress(ctx context.Context) error {
-	value, err := json.Marshal(progress{Slot: d.p.s.cfg.Slot, CommitLSN: pglogrepl.LSN(0).String()})
-	if err != nil {
-		return err
-	}
-	if err := d.p.sink.BeginTransaction(); err != nil {
-		return err
-	}
-	if err := d.p.sink.ProduceProgress([]byte(d.p.s.cfg.Slot), value); err != nil {
-		return fmt.Errorf("reset progress: %w", err)
-	}
-	return d.p.sink.CommitTransaction(ctx)
 }
 
 func (d *exactlyOnce) admit(cur *txn, seq int) bool { return !d.resume.covers(cur.lsn, seq) }
@@ -198,7 +197,9 @@ func (d *exactlyOnce) refused(ctx context.Context, err error) error {
 // produceProgress adds the stream's progress record to the open transaction.
 func (d *exactlyOnce) produceProgress() error {
 	slot := d.p.s.cfg.Slot
-	value, err := json.Marshal(progress{Slot: slot, CommitLSN: d.last.lsn.String(), Records: d.last.seq, Complete: d.last.done})
+	value, err := json.Marshal(progress{Slot: slot, CommitLSN: d.last.lsn.String(), Records: d.last.seq, Complete: d.last.done,
+		Xid: d.last.xid, CommitTime: d.last.commitTime.UTC().Format(time.RFC3339Nano),
+		SystemID: d.p.reader.SystemID(), Timeline: d.p.reader.Timeline()})
 	if err != nil {
 		return fmt.Errorf("encode progress: %w", err)
 	}

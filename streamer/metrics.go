@@ -22,8 +22,11 @@ type Metrics struct {
 	Snapshot       *prometheus.GaugeVec
 	GuardPassed    prometheus.Gauge
 	GuardFailures  prometheus.Counter
-	role           *prometheus.GaugeVec
-	walStatus      *prometheus.GaugeVec
+	// ProgressUnverified counts exactly-once progress records a session did
+	// not skip on, because this server's history does not hold them.
+	ProgressUnverified prometheus.Counter
+	role               *prometheus.GaugeVec
+	walStatus          *prometheus.GaugeVec
 }
 
 // NewMetrics registers the streamer's series with reg.
@@ -67,6 +70,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		GuardFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "userstream_streamer_publication_check_failures_total", Help: "Publication checks that could not run (connection trouble); 30 s of them end the session.",
 		}),
+		ProgressUnverified: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "userstream_streamer_progress_unverified_total", Help: "Exactly-once session starts whose last progress record this server's history does not hold (a restore, a failover to a server without that WAL): nothing was skipped on it, so events may repeat.",
+		}),
 		walStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "userstream_streamer_slot_wal_status", Help: "1 for the slot's wal_status as last checked (reserved, extended, unreserved, lost).",
 		}, []string{"status"}),
@@ -74,7 +80,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "userstream_streamer_role", Help: "1 for the streamer's current role (active, standby, reconnecting, starting, stopped).",
 		}, []string{"role"}),
 	}
-	reg.MustRegister(m.Produced, m.Skipped, m.DeliveryErrors, m.Restarts, m.AckedLSN, m.ReceivedLSN, m.LagBytes, m.Latency, m.DeadLetters, m.Snapshot, m.GuardPassed, m.GuardFailures, m.role, m.walStatus)
+	reg.MustRegister(m.Produced, m.Skipped, m.DeliveryErrors, m.Restarts, m.AckedLSN, m.ReceivedLSN, m.LagBytes, m.Latency, m.DeadLetters, m.Snapshot, m.GuardPassed, m.GuardFailures, m.ProgressUnverified, m.role, m.walStatus)
 	return m
 }
 

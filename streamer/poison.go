@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -92,3 +93,29 @@ func deadLetterHeaders(source []byte, c *replication.Change, cur *txn) []kafka.H
 }
 
 func opName(op replication.Op) string { return ops[op].String() }
+
+// copiedDeadLetter is the dead-letter record of a poison row read by a query
+// (the snapshot, a backfill): the values as the query read them, with the
+// error, keyed by the row's id.
+func copiedDeadLetter(table string, cols []string, vals []any, id int64, cause error) ([]byte, []byte, error) {
+	dl := deadLetter{Error: cause.Error(), Table: table, Op: "snapshot"}
+	for i, name := range cols {
+		dc := deadLetterCol{Name: name}
+		if i < len(vals) && vals[i] != nil {
+			v := fmt.Sprint(vals[i])
+			dc.Value = &v
+		}
+		dl.Columns = append(dl.Columns, dc)
+	}
+	value, err := json.Marshal(dl)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode dead letter: %w", err)
+	}
+	return []byte(strconv.FormatInt(id, 10)), value, nil
+}
+
+// copiedDeadLetterHeaders are its headers; flag names the copy
+// (userstream_snapshot, userstream_backfill).
+func copiedDeadLetterHeaders(source []byte, flag string) []kafka.Header {
+	return []kafka.Header{{Key: "ce_source", Value: source}, {Key: "content-type", Value: contentJSON}, {Key: flag, Value: trueValue}}
+}

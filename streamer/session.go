@@ -59,7 +59,7 @@ func (s *Streamer) session(ctx context.Context, startLSN pglogrepl.LSN) error {
 	p := &pipe{s: s, sink: sink, tracker: tracker, acks: acks, guard: guard,
 		bindings: map[uint32]projection.Binding{}, names: map[uint32]string{}, sources: map[uint32][]byte{},
 		ce: newCEEncoder(), stop: make(chan struct{})}
-	p.fresh = pl.fresh
+	p.start = pl.start
 	p.d = s.newDelivery(p)
 	if err := p.d.start(ctx); err != nil {
 		if errors.Is(err, ErrPermanent) {
@@ -127,7 +127,7 @@ type pipe struct {
 	d        delivery
 	cur      *txn // the transaction being read, for a clean stop
 	snap     *snapshotter
-	fresh    bool                          // the slot was created for this session: nothing of it is in Kafka
+	start    pglogrepl.LSN                 // where the session's stream starts
 	bindings map[uint32]projection.Binding // by relation id
 	names    map[uint32]string             // the name each bound relation id had when bound
 	sources  map[uint32][]byte             // ce_source per relation
@@ -145,8 +145,9 @@ type txn struct {
 	ceTime     []byte
 	commitLSN  []byte
 	lsn        pglogrepl.LSN // where it commits: its place in commit order
-	seq        int           // records of it so far, produced or found in Kafka
-	done       bool          // its commit was read
+	xid        uint32
+	seq        int  // records of it so far, produced or found in Kafka
+	done       bool // its commit was read
 }
 
 func (p *pipe) read(ctx, gctx context.Context) error {
@@ -206,7 +207,7 @@ func (p *pipe) read(ctx, gctx context.Context) error {
 		busy = true
 		switch m := v.(type) {
 		case *replication.Begin:
-			cur = &txn{Txn: p.tracker.Begin(), commitTime: m.CommitTime, lsn: m.CommitLSN,
+			cur = &txn{Txn: p.tracker.Begin(), commitTime: m.CommitTime, lsn: m.CommitLSN, xid: m.Xid,
 				ceTime: m.CommitTime.UTC().AppendFormat(nil, time.RFC3339Nano), commitLSN: appendLSN(nil, m.CommitLSN)}
 			p.cur = cur
 		case *replication.Relation:

@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync/atomic"
 	"time"
 
-	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/userstream/userstream/kafkasink"
@@ -248,11 +246,11 @@ func (sn *snapshotter) send(ctx context.Context, c *chunk) (int, int64, error) {
 			// As in the stream: a poison row goes to the dead-letter topic,
 			// in its chunk; the log names the column, never the value.
 			sn.p.s.log.Warn().Int64("id", last).Str("error", err.Error()).Msg("snapshot: the row makes no valid event; sent to the dead-letter topic")
-			key, value, err := snapshotDeadLetter(ns+"."+name, pr.SourceColumns(), vals, last, err)
+			key, value, err := copiedDeadLetter(ns+"."+name, pr.SourceColumns(), vals, last, err)
 			if err != nil {
 				return n, last, err
 			}
-			headers := []kafka.Header{{Key: "ce_source", Value: sn.source}, {Key: "content-type", Value: contentJSON}, {Key: "userstream_snapshot", Value: trueValue}}
+			headers := copiedDeadLetterHeaders(sn.source, "userstream_snapshot")
 			if err := sn.produce(ctx, c, func() error { return sn.p.sink.ProduceDeadLetter(key, value, headers, c) }); err != nil {
 				return n, last, err
 			}
@@ -291,25 +289,6 @@ func (sn *snapshotter) produce(ctx context.Context, c *chunk, send func() error)
 		}
 		c.outstanding.Add(1)
 	}
-}
-
-// snapshotDeadLetter is a poison snapshot row's dead-letter record: the
-// values as the query read them, with the error.
-func snapshotDeadLetter(table string, cols []string, vals []any, id int64, cause error) ([]byte, []byte, error) {
-	dl := deadLetter{Error: cause.Error(), Table: table, Op: "snapshot"}
-	for i, name := range cols {
-		dc := deadLetterCol{Name: name}
-		if i < len(vals) && vals[i] != nil {
-			v := fmt.Sprint(vals[i])
-			dc.Value = &v
-		}
-		dl.Columns = append(dl.Columns, dc)
-	}
-	value, err := json.Marshal(dl)
-	if err != nil {
-		return nil, nil, fmt.Errorf("encode dead letter: %w", err)
-	}
-	return []byte(strconv.FormatInt(id, 10)), value, nil
 }
 
 func (sn *snapshotter) report() {

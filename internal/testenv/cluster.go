@@ -3,10 +3,12 @@ package testenv
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/userstream/userstream/internal/devkafka"
 )
@@ -82,6 +84,43 @@ func (c *Cluster) Stop(t testing.TB) {
 	t.Helper()
 	if err := c.stop(); err != nil {
 		t.Fatalf("testenv: stop private cluster: %v", err)
+	}
+}
+
+// Copy copies the stopped cluster's data directory, as a file-system
+// backup or a volume snapshot would, and returns where the copy is.
+func (c *Cluster) Copy(t testing.TB) string {
+	t.Helper()
+	dst := c.dir + fmt.Sprintf(".copy%d", time.Now().UnixNano())
+	if out, err := exec.Command("cp", "-a", c.dir, dst).CombinedOutput(); err != nil {
+		t.Fatalf("testenv: copy the data directory: %v: %s", err, out)
+	}
+	return dst
+}
+
+// Restore replaces the stopped cluster's data directory with a copy made
+// by Copy (the copy is kept, so it can be restored again). Without slots,
+// the restore is what a base backup gives: pg_basebackup leaves out
+// replication slots.
+func (c *Cluster) Restore(t testing.TB, copied string, withSlots bool) {
+	t.Helper()
+	if err := os.RemoveAll(c.dir); err != nil {
+		t.Fatalf("testenv: remove the data directory: %v", err)
+	}
+	if out, err := exec.Command("cp", "-a", copied, c.dir).CombinedOutput(); err != nil {
+		t.Fatalf("testenv: restore the data directory: %v: %s", err, out)
+	}
+	if withSlots {
+		return
+	}
+	slots, err := os.ReadDir(filepath.Join(c.dir, "pg_replslot"))
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	for _, s := range slots {
+		if err := os.RemoveAll(filepath.Join(c.dir, "pg_replslot", s.Name())); err != nil {
+			t.Fatalf("testenv: %v", err)
+		}
 	}
 }
 
