@@ -127,6 +127,24 @@ func (s *Streamer) Backfill(ctx context.Context, r BackfillRange) (BackfillResul
 	return res, nil
 }
 
+// LargestID is the largest user id the topic or the dead-letter topic
+// holds (0 when none): after a restore, the id sequence must be moved past
+// it, or new users take ids that Kafka holds for others.
+func (s *Streamer) LargestID(ctx context.Context) (int64, error) {
+	var largest int64
+	for _, topic := range []string{s.cfg.Kafka.Topic, s.cfg.Kafka.DeadLetterTopic} {
+		err := kafkasink.ReadKeys(ctx, s.cfg.Kafka.Properties, topic, func(key []byte) {
+			if id, err := strconv.ParseInt(string(key), 10, 64); err == nil {
+				largest = max(largest, id)
+			}
+		})
+		if err != nil {
+			return 0, fmt.Errorf("read the keys in topic %s: %w", topic, err)
+		}
+	}
+	return largest, nil
+}
+
 // readAccountedFor adds to present the id of every user the topic holds, and
 // of every row the dead-letter topic holds: a poison row already sent there
 // is accounted for, or a recovery could never finish.

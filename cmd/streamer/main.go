@@ -76,13 +76,15 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.dropSlot(ctx, args)
 	case "backfill":
 		return m.backfill(ctx, args)
+	case "largest-id":
+		return m.largestID(ctx, args)
 	case "healthcheck":
 		return healthcheck(ctx, args)
 	case "version":
 		fmt.Println(version)
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (want run, status, drop-slot, backfill, healthcheck or version)", cmd)
+	return fmt.Errorf("unknown command %q (want run, status, drop-slot, backfill, largest-id, healthcheck or version)", cmd)
 }
 
 type config struct {
@@ -272,6 +274,26 @@ func (m *Main) backfill(ctx context.Context, args []string) error {
 	m.Log.Info().Int("events", res.Produced).Int("already_in_topic", res.Present).Int("poison_rows", res.Poison).
 		Int64("after_id", c.afterID).Bool("missing_only", c.missing).Msg("backfill acknowledged by Kafka")
 	return err
+}
+
+// largestID prints the largest user id in Kafka and the SQL that moves the
+// id sequence past it: the first step after restoring the database.
+func (m *Main) largestID(ctx context.Context, args []string) error {
+	c, err := parseConfig("largest-id", args)
+	if err != nil {
+		return err
+	}
+	props, err := loadKafka(m.Log, c)
+	if err != nil {
+		return err
+	}
+	s := streamer.New(c.streamerConfig(props), m.Log, streamer.NewMetrics(prometheus.NewRegistry()))
+	id, err := s.LargestID(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("largest user id in Kafka: %d\nbefore accepting writes, as the table's owner:\n  SELECT setval(pg_get_serial_sequence('public.users', 'id'), greatest(%d, (SELECT coalesce(max(id), 1) FROM public.users)));\n", id, id)
+	return nil
 }
 
 func (m *Main) dropSlot(ctx context.Context, args []string) error {
