@@ -29,8 +29,9 @@ type delivery interface {
 	// start prepares the producer before the first record.
 	start(ctx context.Context) error
 	// admit says whether record number seq of cur is to be produced: false
-	// when it is already in Kafka.
-	admit(cur *txn, seq int) bool
+	// when it is already in Kafka. An error ends the session before the
+	// record is produced.
+	admit(cur *txn, seq int) (bool, error)
 	// produced follows a record of cur that librdkafka accepted (the
 	// tracker counted it before it was handed over).
 	produced(ctx context.Context, cur *txn, deadLetter bool) error
@@ -59,7 +60,7 @@ type delivery interface {
 type atLeastOnce struct{ p *pipe }
 
 func (d atLeastOnce) start(context.Context) error                { return nil }
-func (d atLeastOnce) admit(*txn, int) bool                       { return true }
+func (d atLeastOnce) admit(*txn, int) (bool, error)              { return true, nil }
 func (d atLeastOnce) produced(context.Context, *txn, bool) error { return nil }
 
 func (d atLeastOnce) delivered(t *txn, deadLetter bool) {

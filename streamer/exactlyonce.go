@@ -25,7 +25,8 @@ import (
 // (history.go).
 type exactlyOnce struct {
 	p       *pipe
-	resume  progress // the last committed progress this history holds; zero when none
+	resume  progress     // the last committed progress; zero when none
+	check   historyCheck // whether the stream bore resume out yet
 	batch   []batched
 	records int       // records in the open Kafka transaction
 	began   time.Time // when its first record was produced
@@ -109,14 +110,25 @@ func (d *exactlyOnce) start(ctx context.Context) error {
 		if err != nil {
 			return permanent(err)
 		}
-		if d.resume, err = d.p.s.trusted(ictx, pr, d.p.start); err != nil {
-			return err
-		}
+		d.resume, d.check = d.p.s.trusted(pr, d.p.start, d.p.serverWAL)
+		d.p.held.Store(d.check.pending)
 	}
 	return d.p.sink.BeginTransaction()
 }
 
-func (d *exactlyOnce) admit(cur *txn, seq int) bool { return !d.resume.covers(cur.lsn, seq) }
+func (d *exactlyOnce) admit(cur *txn, seq int) (bool, error) {
+	if d.check.pending {
+		proved, err := d.check.bears(cur)
+		if err != nil {
+			return false, d.p.s.disproved(d.check.want, d.resume, d.p.start, err)
+		}
+		if proved {
+			d.p.held.Store(false)
+			d.p.s.log.Info().Str("commit_lsn", cur.lsn.String()).Msg("exactly-once: the stream holds the last progress record's transaction; acknowledging again")
+		}
+	}
+	return !d.resume.covers(cur.lsn, seq), nil
+}
 
 func (d *exactlyOnce) produced(ctx context.Context, cur *txn, deadLetter bool) error {
 	if n := len(d.batch); n > 0 && d.batch[n-1].t == cur {
@@ -150,6 +162,9 @@ func (d *exactlyOnce) committed(ctx context.Context, cur *txn) error {
 }
 
 func (d *exactlyOnce) idle(ctx context.Context) error {
+	if err := d.check.passed(d.p.reader.ServerWALEnd()); err != nil {
+		return d.p.s.disproved(d.check.want, d.resume, d.p.start, err)
+	}
 	if d.records > 0 && d.due() <= 0 {
 		return d.checkpoint(ctx)
 	}

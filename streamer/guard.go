@@ -209,9 +209,19 @@ func tableReplacedError(table string, was, now uint32) error {
 type gate struct {
 	*checkpoint.Tracker
 	guard *guard
+	// held keeps the position at start while set: the session skipped
+	// records on a progress record it has not yet found in this history.
+	held  *atomic.Bool
+	start pglogrepl.LSN
 }
 
-// Acked is the smaller of two positions that only grow, so it only grows.
-func (g gate) Acked() pglogrepl.LSN { return min(g.Tracker.Acked(), g.guard.Safe()) }
+// Acked is the smallest of positions that only grow, so it only grows.
+func (g gate) Acked() pglogrepl.LSN {
+	acked := min(g.Tracker.Acked(), g.guard.Safe())
+	if g.held.Load() {
+		return min(acked, g.start)
+	}
+	return acked
+}
 
 var _ replication.Acker = gate{}

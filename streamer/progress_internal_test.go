@@ -1,6 +1,7 @@
 package streamer
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -82,4 +83,55 @@ func TestAProgressRecordNamesItsTransactionSoAnotherHistoryIsToldApart(t *testin
 			t.Errorf("%s names a transaction, want none: it cannot be checked", legacy)
 		}
 	}
+}
+
+func TestTheStreamBearsOutAProgressRecordOnlyWithItsOwnTransaction(t *testing.T) {
+	at := time.Date(2026, 12, 4, 22, 24, 3, 123456000, time.UTC)
+	want := replication.CommitID{LSN: 0x200, Xid: 7, Time: at}
+	txnAt := func(lsn pglogrepl.LSN, xid uint32, when time.Time) *txn {
+		return &txn{lsn: lsn, xid: xid, commitTime: when}
+	}
+	tests := []struct {
+		name        string
+		cur         *txn
+		wantProved  bool
+		wantErr     bool
+		stillChecks bool
+	}{
+		{"an earlier transaction is covered, but proves nothing yet", txnAt(0x100, 5, at), false, false, true},
+		{"the record's own transaction proves the history", txnAt(0x200, 7, at), true, false, false},
+		{"another xid at its position disproves it", txnAt(0x200, 8, at), false, true, true},
+		{"another commit time at its position disproves it", txnAt(0x200, 7, at.Add(time.Second)), false, true, true},
+		{"a later transaction before it was seen disproves it", txnAt(0x300, 9, at), false, true, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := historyCheck{want: want, pending: true}
+			proved, err := h.bears(tc.cur)
+			if proved != tc.wantProved || (err != nil) != tc.wantErr || h.pending != tc.stillChecks {
+				t.Fatalf("bears = %v, %v (pending %v); want %v, error %v, pending %v", proved, err, h.pending, tc.wantProved, tc.wantErr, tc.stillChecks)
+			}
+		})
+	}
+	t.Run("once proved, later transactions are not checked", func(t *testing.T) {
+		h := historyCheck{want: want, pending: true}
+		if _, err := h.bears(txnAt(0x200, 7, at)); err != nil {
+			t.Fatal(err)
+		}
+		if proved, err := h.bears(txnAt(0x300, 9, at)); proved || err != nil {
+			t.Fatalf("bears after proof = %v, %v", proved, err)
+		}
+		if err := h.passed(0x999); err != nil {
+			t.Fatalf("passed after proof: %v", err)
+		}
+	})
+	t.Run("a stream idle past its position without it disproves it", func(t *testing.T) {
+		h := historyCheck{want: want, pending: true}
+		if err := h.passed(0x200); err != nil {
+			t.Fatalf("at its position: %v", err)
+		}
+		if err := h.passed(0x201); !errors.Is(err, errHistoryDiffers) {
+			t.Fatalf("past its position: %v, want errHistoryDiffers", err)
+		}
+	})
 }

@@ -1,11 +1,14 @@
 package streamer_test
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/jackc/pglogrepl"
 
 	"github.com/userstream/userstream/internal/e2e"
 )
@@ -47,36 +50,88 @@ func TestDuringAKafkaOutageTheSlotIsNeverConfirmedPastAnUndeliveredUser(t *testi
 // A progress record made in another history (before a restore, on the
 // primary before a failover, by another cluster's streamer of the same slot
 // name) names positions that here hold other users: skipping on it would
-// lose them. Here it names a commit far past anything this server wrote.
+// lose them. The record names a commit past anything this server wrote, or
+// a real commit position of this server with another transaction's xid.
 func TestExactlyOnceSkipsNothingOnProgressFromAnotherHistory(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	c := e.child("DELIVERY=exactly-once")
-	e.insertUsers("before", 0, 5)
-	e2e.WaitFor(t, 30*time.Second, "the first events", func() bool { return e.topicSize() >= 5 })
-	if err := c.Stop(t, 30*time.Second); err != nil {
-		t.Fatalf("SIGTERM: %v", err)
+	for _, tc := range []struct {
+		name    string
+		foreign func(e *env) string // the progress record's commit_lsn and xid
+		how     string              // how the streamer found out
+	}{
+		{"past the server's WAL", func(*env) string { return `"commit_lsn":"FF/0","xid":4242` }, "the server's WAL is at"},
+		{"another transaction at a real commit position", func(e *env) string {
+			var begins []*pglogrepl.BeginMessage
+			// The walsender decodes only flushed WAL (synchronous_commit is off here).
+			e2e.WaitFor(e.t, 30*time.Second, "the inserts to be decodable", func() bool { begins = e.peekBegins(); return len(begins) >= 20 })
+			begin := begins[9] // the tenth user inserted after the stop
+			return fmt.Sprintf(`"commit_lsn":"%s","xid":%d`, begin.FinalLSN, begin.Xid+1000)
+		}, "found xid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			c := e.child("DELIVERY=exactly-once")
+			e.insertUsers("before", 0, 5)
+			e2e.WaitFor(t, 30*time.Second, "the first events", func() bool { return e.topicSize() >= 5 })
+			if err := c.Stop(t, 30*time.Second); err != nil {
+				t.Fatalf("SIGTERM: %v", err)
+			}
+			e.insertUsers("after", 0, 20)
+			e.produceProgress(`{"slot":"` + e.slot + `",` + tc.foreign(e) + `,"records":1,"complete":true,"commit_time":"2020-01-01T00:00:00Z","system_id":"1","timeline":1}`)
+
+			again := e.child("DELIVERY=exactly-once")
+			e.requireExactlyOnce(25)
+			if !strings.Contains(again.Output(), "does not hold at that position") || !strings.Contains(again.Output(), tc.how) {
+				t.Errorf("the streamer did not say it ignored progress of another history:\n%s", again.Output())
+			}
+		})
 	}
+}
+
+// peekBegins decodes the slot's pending stream without consuming it and
+// returns its transactions' Begin messages.
+func (e *env) peekBegins() []*pglogrepl.BeginMessage {
+	e.t.Helper()
+	rows, err := e.pool.Query(context.Background(), `SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL,
+		'proto_version', '1', 'publication_names', 'users_pub') WHERE get_byte(data, 0) = 66`, e.slot)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer rows.Close()
+	var begins []*pglogrepl.BeginMessage
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			e.t.Fatal(err)
+		}
+		m, err := pglogrepl.Parse(data)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		begins = append(begins, m.(*pglogrepl.BeginMessage))
+	}
+	if rows.Err() != nil {
+		e.t.Fatal(rows.Err())
+	}
+	return begins
+}
+
+// produceProgress writes value as the slot's progress record.
+func (e *env) produceProgress(value string) {
+	e.t.Helper()
 	p, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": e.kafka, "log_level": 3})
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	defer p.Close()
 	topic := e.topic + ".progress"
-	foreign := `{"slot":"` + e.slot + `","commit_lsn":"FF/0","records":1,"complete":true,"xid":4242,"commit_time":"2020-01-01T00:00:00Z","system_id":"1","timeline":1}`
 	delivered := make(chan kafka.Event, 1)
 	if err := p.Produce(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
-		Key: []byte(e.slot), Value: []byte(foreign)}, delivered); err != nil {
-		t.Fatal(err)
+		Key: []byte(e.slot), Value: []byte(value)}, delivered); err != nil {
+		e.t.Fatal(err)
 	}
 	if m := (<-delivered).(*kafka.Message); m.TopicPartition.Error != nil {
-		t.Fatal(m.TopicPartition.Error)
-	}
-
-	e.insertUsers("after", 0, 20)
-	again := e.child("DELIVERY=exactly-once")
-	e.requireExactlyOnce(25)
-	if !strings.Contains(again.Output(), "does not hold at that position") {
-		t.Errorf("the streamer did not say it ignored progress of another history:\n%s", again.Output())
+		e.t.Fatal(m.TopicPartition.Error)
 	}
 }

@@ -55,11 +55,12 @@ func (s *Streamer) session(ctx context.Context, startLSN pglogrepl.LSN) error {
 
 	tracker := checkpoint.New(pl.start)
 	guard := newGuard(s, pl)
-	acks := gate{Tracker: tracker, guard: guard}
-	p := &pipe{s: s, sink: sink, tracker: tracker, acks: acks, guard: guard,
+	p := &pipe{s: s, sink: sink, tracker: tracker, guard: guard,
 		bindings: map[uint32]projection.Binding{}, names: map[uint32]string{}, sources: map[uint32][]byte{},
 		ce: newCEEncoder(), stop: make(chan struct{})}
-	p.start = pl.start
+	p.start, p.serverWAL = pl.start, pl.checkedAt
+	acks := gate{Tracker: tracker, guard: guard, held: &p.held, start: pl.start}
+	p.acks = acks
 	p.d = s.newDelivery(p)
 	if err := p.d.start(ctx); err != nil {
 		if errors.Is(err, ErrPermanent) {
@@ -118,23 +119,25 @@ func (s *Streamer) slotLost(ctx context.Context) bool {
 
 // pipe is one session's moving parts, shared by its reader and deliverer.
 type pipe struct {
-	s        *Streamer
-	reader   *replication.Reader
-	sink     *kafkasink.Sink
-	tracker  *checkpoint.Tracker
-	acks     gate // what may be reported: the tracker, held back by the guard
-	guard    *guard
-	d        delivery
-	cur      *txn // the transaction being read, for a clean stop
-	snap     *snapshotter
-	start    pglogrepl.LSN                 // where the session's stream starts
-	bindings map[uint32]projection.Binding // by relation id
-	names    map[uint32]string             // the name each bound relation id had when bound
-	sources  map[uint32][]byte             // ce_source per relation
-	ce       *ceEncoder
-	produced atomic.Int64 // messages librdkafka accepted
-	reported atomic.Int64 // delivery reports processed
-	stop     chan struct{}
+	s         *Streamer
+	reader    *replication.Reader
+	sink      *kafkasink.Sink
+	tracker   *checkpoint.Tracker
+	acks      gate // what may be reported: the tracker, held back by the guard
+	guard     *guard
+	d         delivery
+	cur       *txn // the transaction being read, for a clean stop
+	snap      *snapshotter
+	start     pglogrepl.LSN                 // where the session's stream starts
+	serverWAL pglogrepl.LSN                 // the server's WAL position before it
+	held      atomic.Bool                   // nothing past start may be acknowledged (exactly-once is checking its progress)
+	bindings  map[uint32]projection.Binding // by relation id
+	names     map[uint32]string             // the name each bound relation id had when bound
+	sources   map[uint32][]byte             // ce_source per relation
+	ce        *ceEncoder
+	produced  atomic.Int64 // messages librdkafka accepted
+	reported  atomic.Int64 // delivery reports processed
+	stop      chan struct{}
 }
 
 // txn is a transaction's handle in delivery reports; it also carries the
@@ -338,7 +341,11 @@ func (p *pipe) produce(ctx, gctx context.Context, cur *txn, key, value []byte, h
 	// to Kafka (or found there): a progress record must never count one that
 	// a shutdown stopped before Produce took it.
 	seq := cur.seq + 1
-	if !p.d.admit(cur, seq) {
+	admit, err := p.d.admit(cur, seq)
+	if err != nil {
+		return err
+	}
+	if !admit {
 		cur.seq = seq
 		p.s.metrics.Skipped.WithLabelValues("already_in_kafka").Inc()
 		return nil

@@ -75,6 +75,10 @@ type Streamer struct {
 	// createdSlot is set once this process created the slot: CREATE_SLOT
 	// then does not refuse its later sessions.
 	createdSlot atomic.Bool
+	// distrusted is the exactly-once progress record (a
+	// replication.CommitID) a session of this process found this server's
+	// history does not hold: later sessions skip nothing on it.
+	distrusted atomic.Value
 	// newSink makes each session's producer; tests wrap it.
 	newSink func(kafkasink.Config) (*kafkasink.Sink, error)
 }
