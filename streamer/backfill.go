@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/userstream/userstream/kafkasink"
 	"github.com/userstream/userstream/projection"
@@ -86,6 +87,9 @@ func (s *Streamer) Backfill(ctx context.Context, r BackfillRange) (BackfillResul
 	var present idSet
 	if r.Missing {
 		if err := s.readAccountedFor(ctx, &present); err != nil {
+			return res, err
+		}
+		if err := s.checkSequence(ctx, conn, present.largest); err != nil {
 			return res, err
 		}
 	}
@@ -190,7 +194,9 @@ func (bf *backfill) batch(ctx context.Context, after, upTo int64, limit int) (in
 	for rows.Next() {
 		vals, err := rows.Values()
 		if err != nil {
-			return n, last, fmt.Errorf("read user after id %d: %w", last, err)
+			// pgx's message may quote the value: row contents stay out of
+			// errors, which reach logs.
+			return n, last, fmt.Errorf("read the user after id %d: %w", last, replication.ErrUndecodable)
 		}
 		n++
 		id, err := integerValue(vals[idCol])
@@ -316,11 +322,46 @@ type valuesRow []any
 
 func (v valuesRow) Value(i int) (any, error) { return v[i], nil }
 
+// checkSequence refuses a recovery while the id sequence is behind the
+// largest id in Kafka: after a restore (or a sequence reset) new users take
+// ids the topic holds for other users, which consumers deduplicating on
+// ce_id drop and which this backfill would take for present.
+func (s *Streamer) checkSequence(ctx context.Context, conn *pgx.Conn, largest int64) error {
+	ns, table := s.cfg.Projectors[0].Table()
+	var seq *string
+	if err := conn.QueryRow(ctx, "SELECT pg_get_serial_sequence($1, 'id')", replication.QuoteTable(ns+"."+table)).Scan(&seq); err != nil {
+		return fmt.Errorf("find the id sequence: %w", err)
+	}
+	if seq == nil {
+		return nil // ids come from elsewhere: nothing to compare
+	}
+	var last int64
+	var called bool
+	err := conn.QueryRow(ctx, "SELECT last_value, is_called FROM "+*seq).Scan(&last, &called)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+		s.log.Warn().Str("sequence", *seq).Msg("backfill: cannot read the id sequence (GRANT SELECT ON SEQUENCE to the streamer's role, as migration 0006 does), so a sequence moved back by a restore goes unnoticed")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read the id sequence %s: %w", *seq, err)
+	}
+	if !called {
+		last-- // the next id is last_value itself
+	}
+	if last < largest {
+		return fmt.Errorf("the id sequence %s hands out ids from %d on, but Kafka already holds users up to id %d: the database was restored to before users that reached Kafka, or the sequence was reset. New users take ids the topic holds for other users (consumers deduplicating on ce_id drop them, and this backfill would take them for present). Before accepting writes, as the table's owner: SELECT setval('%s', %d); then run the backfill again. Users that already took such ids keep them: find them by created_at after the restore",
+			*seq, last+1, largest, *seq, largest)
+	}
+	return nil
+}
+
 // idSet is a bitmap of ids: user ids are int4, so even a sparse table costs
 // at most 256 MiB, and a dense one a bit per id.
 type idSet struct {
-	words []uint64
-	n     int
+	words   []uint64
+	n       int
+	largest int64
 }
 
 func (s *idSet) add(id int64) {
@@ -335,6 +376,7 @@ func (s *idSet) add(id int64) {
 		s.words[w] |= 1 << (id & 63)
 		s.n++
 	}
+	s.largest = max(s.largest, id)
 }
 
 func (s *idSet) has(id int64) bool {

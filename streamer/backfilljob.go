@@ -62,25 +62,44 @@ func (s *Streamer) startBackfillJob(ctx context.Context, conn *pgx.Conn, key str
 			s.log.Info().Str("job", job.key).Int64("interrupted_up_to_id", job.UpToID).Time("interrupted_started", job.Started).
 				Msg("backfill: an earlier --missing run was interrupted; not resuming it, as its boundary may predate this incident: starting over up to the largest id now, skipping every user the topic already holds")
 		case job.State == "running":
+			if r.UpToID == 0 {
+				// Asked for every user: the largest id is now's, not the
+				// interrupted run's.
+				if err := s.extendBackfillJob(ctx, conn, &job, true); err != nil {
+					return job, err
+				}
+			}
 			s.log.Info().Str("job", job.key).Int64("after_id", job.AfterID).Int64("up_to_id", job.UpToID).Int64("done", job.Done).Time("started", job.Started).
 				Msg("backfill: resuming after the last durable chunk")
 			return job, nil
 		}
 	}
-	pr := s.cfg.Projectors[0]
-	ns, name := pr.Table()
-	table := replication.QuoteTable(ns + "." + name)
 	job = backfillJob{key: job.key, State: "running", AfterID: r.AfterID, UpToID: r.UpToID, Started: time.Now().UTC()}
-	if job.UpToID == 0 {
-		if err := conn.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM "+table).Scan(&job.UpToID); err != nil {
-			return job, fmt.Errorf("find the last user: %w", err)
-		}
-	}
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE id > $1 AND id <= $2", job.AfterID, job.UpToID).Scan(&job.Total); err != nil {
-		return job, fmt.Errorf("count the users to backfill: %w", err)
+	if err := s.extendBackfillJob(ctx, conn, &job, r.UpToID == 0); err != nil {
+		return job, err
 	}
 	s.log.Info().Str("job", job.key).Int64("after_id", job.AfterID).Int64("up_to_id", job.UpToID).Int64("rows", job.Total).Msg("backfill: starting")
 	return job, nil
+}
+
+// extendBackfillJob moves a job's end to the largest id now when toLargest
+// (it was asked for every user), and counts what is left of it.
+func (s *Streamer) extendBackfillJob(ctx context.Context, conn *pgx.Conn, job *backfillJob, toLargest bool) error {
+	ns, name := s.cfg.Projectors[0].Table()
+	table := replication.QuoteTable(ns + "." + name)
+	var largest int64
+	if err := conn.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM "+table).Scan(&largest); err != nil {
+		return fmt.Errorf("find the last user: %w", err)
+	}
+	if toLargest {
+		job.UpToID = max(job.UpToID, largest)
+	}
+	var left int64
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE id > $1 AND id <= $2", job.AfterID, job.UpToID).Scan(&left); err != nil {
+		return fmt.Errorf("count the users to backfill: %w", err)
+	}
+	job.Total = job.Done + left
+	return nil
 }
 
 // backfillWriter makes each chunk durable with its cursor, in the

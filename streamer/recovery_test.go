@@ -9,8 +9,11 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/jackc/pglogrepl"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"github.com/userstream/userstream/internal/e2e"
+	"github.com/userstream/userstream/streamer"
 )
 
 // Other Go CDC tools have shipped standby status updates that carried a
@@ -133,5 +136,36 @@ func (e *env) produceProgress(value string) {
 	}
 	if m := (<-delivered).(*kafka.Message); m.TopicPartition.Error != nil {
 		e.t.Fatal(m.TopicPartition.Error)
+	}
+}
+
+// After a restore the id sequence hands out ids that Kafka holds for other
+// users; a recovery run then would take the new users for present.
+func TestBackfillMissingRefusesWhileTheIDSequenceIsBehindKafka(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	stop := e.inProcess(0)
+	e.insertUsers("streamed", 0, 10)
+	e2e.WaitFor(t, 30*time.Second, "the streamed users", func() bool { return e.topicSize() >= 10 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	var largest int64
+	if err := e.pool.QueryRow(context.Background(), "SELECT max(id) FROM users").Scan(&largest); err != nil {
+		t.Fatal(err)
+	}
+	e.exec("SELECT setval('users_id_seq', $1)", largest-5)
+	s := streamer.New(e.config(0), zerolog.New(e.logs), streamer.NewMetrics(prometheus.NewRegistry()))
+	_, err := s.Backfill(context.Background(), streamer.BackfillRange{Missing: true})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("up to id %d", largest)) || !strings.Contains(err.Error(), "setval") {
+		t.Fatalf("backfill --missing with the sequence behind Kafka: %v; want a refusal naming the setval", err)
+	}
+	e.exec("SELECT setval('users_id_seq', $1)", largest)
+	res, err := s.Backfill(context.Background(), streamer.BackfillRange{Missing: true})
+	if err != nil || res.Produced != 0 || res.Present != 10 {
+		t.Fatalf("backfill --missing once the sequence is past Kafka: %+v, %v; want nothing to send", res, err)
+	}
+	if got, err := s.LargestID(context.Background()); err != nil || got != largest {
+		t.Fatalf("LargestID = %d, %v; want %d", got, err, largest)
 	}
 }
