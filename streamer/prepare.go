@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/userstream/userstream/internal/pgdsn"
 	"github.com/userstream/userstream/kafkasink"
 	"github.com/userstream/userstream/projection"
 	"github.com/userstream/userstream/replication"
@@ -42,6 +43,16 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 		return plan{}, fmt.Errorf("%w: connect: %w", errBeforeStart, err)
 	}
 	defer conn.Close(context.Background())
+	var standby bool
+	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
+		return plan{}, fmt.Errorf("%w: %w", errBeforeStart, err)
+	}
+	if standby {
+		// Retried: a failover may promote it. A standby's synced slot cannot
+		// be read before that.
+		return plan{}, fmt.Errorf("%w: %s is a standby (in recovery): the streamer reads the primary, and waits for this server to be promoted; to follow failovers, give DATABASE_URL every host with target_session_attrs=read-write",
+			errBeforeStart, pgdsn.Describe(s.cfg.DatabaseURL))
+	}
 
 	st, err := replication.Slot(ctx, conn, s.cfg.Slot)
 	slotMissing := errors.Is(err, replication.ErrSlotMissing)
@@ -97,6 +108,16 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 	if err != nil {
 		return plan{}, retryable(fmt.Errorf("read the progress topic: %w", err))
 	}
+	// A former primary back after a failover is refused before anything
+	// is made or fenced; the timeline is recorded once the slot is settled.
+	server, err := replication.Identify(ctx, s.cfg.DatabaseURL)
+	if err != nil {
+		return plan{}, fmt.Errorf("%w: %w", errBeforeStart, err)
+	}
+	newTimeline, err := s.checkTimeline(server.SystemID, server.Timeline, records[string(s.timelineKey())])
+	if err != nil {
+		return plan{}, err
+	}
 	if s.cfg.Snapshot == SnapshotInitial {
 		if interrupted, err = s.redoInterruptedFirstRun(ctx, conn, slotMissing, records[string(s.snapshotKey())]); err != nil {
 			return plan{}, err
@@ -138,6 +159,12 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 	if err := s.checkFingerprint(ctx, tables, fresh, records[string(s.fingerprintKey())]); err != nil {
 		return plan{}, err
 	}
+	s.keepOnStandbys(ctx, conn, st)
+	if newTimeline {
+		if err := s.recordTimeline(ctx, server.SystemID, server.Timeline); err != nil {
+			return plan{}, err
+		}
+	}
 
 	start := st.Confirmed
 	if startLSN != 0 {
@@ -152,6 +179,22 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 		start = startLSN
 	}
 	return plan{start: start, checkedAt: max(checkedAt, start), tables: tables, fresh: fresh}, nil
+}
+
+// keepOnStandbys turns failover on for a slot made without it (before
+// PostgreSQL 17, before an upgrade, or before this setting), on 17+. A
+// failure only costs the failover: it is logged, not fatal.
+func (s *Streamer) keepOnStandbys(ctx context.Context, conn *pgx.Conn, st replication.SlotStatus) {
+	if s.cfg.DisableSlotFailover || st.Failover || replication.ServerMajor(conn.PgConn()) < replication.FailoverSlotsSince {
+		return
+	}
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := replication.EnableFailover(actx, s.cfg.DatabaseURL, s.cfg.Slot); err != nil {
+		s.log.Warn().Err(err).Str("slot", s.cfg.Slot).Msg("could not make the slot a failover slot: after a failover it will be missing on the new primary")
+		return
+	}
+	s.log.Info().Str("slot", s.cfg.Slot).Msg("the slot is now a failover slot: standbys with slot sync keep a copy")
 }
 
 // checkPublications checks each projected table's publication completely.
@@ -225,7 +268,7 @@ func retryable(err error) error {
 }
 
 func slotLostError(slot string, err error) error {
-	return fmt.Errorf("%w. Rows committed since the last streamed position were NOT streamed: PostgreSQL removed WAL the slot still needed. To recover without a gap: stop every streamer; run `streamer drop-slot --yes`; start one streamer with CREATE_SLOT=true (--create-slot) once; then run `streamer backfill --missing`, which sends every user that is in the table but not in the topic", err)
+	return fmt.Errorf("%w. Rows committed since the last streamed position were NOT streamed: PostgreSQL can no longer decode them for this slot. To recover without a gap: stop every streamer; run `streamer drop-slot --yes`; start one streamer with CREATE_SLOT=true (--create-slot) once; then run `streamer backfill --missing`, which sends every user that is in the table but not in the topic", err)
 }
 
 func publicationError(err error) error {

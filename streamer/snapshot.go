@@ -102,7 +102,7 @@ func (s *Streamer) redoInterruptedFirstRun(ctx context.Context, conn *pgx.Conn, 
 // an exported snapshot whose boundary is recorded first.
 func (s *Streamer) createSlot(ctx context.Context, conn *pgx.Conn, first bool) error {
 	if !first || s.cfg.Snapshot != SnapshotInitial {
-		if _, err := replication.CreateSlot(ctx, conn, s.cfg.Slot); err != nil {
+		if _, err := replication.CreateSlot(ctx, conn, s.cfg.Slot, !s.cfg.DisableSlotFailover); err != nil {
 			return fmt.Errorf("%w: %w", errBeforeStart, err)
 		}
 		s.log.Warn().Str("slot", s.cfg.Slot).Msg("created replication slot: rows committed before it are not streamed; if this is not the first run, run `streamer backfill --missing`")
@@ -131,7 +131,7 @@ func (s *Streamer) createSlot(ctx context.Context, conn *pgx.Conn, first bool) e
 		return fmt.Errorf("%w: %w", errBeforeStart, err)
 	}
 	ns, name := s.cfg.Projectors[0].Table()
-	b, err := replication.CreateSlotWithSnapshot(ctx, s.cfg.DatabaseURL, s.cfg.Slot, ns+"."+name)
+	b, err := replication.CreateSlotWithSnapshot(ctx, s.cfg.DatabaseURL, s.cfg.Slot, ns+"."+name, !s.cfg.DisableSlotFailover)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errBeforeStart, err)
 	}

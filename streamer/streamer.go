@@ -40,6 +40,11 @@ type Config struct {
 	// topic already holds events: the recovery after a lost slot. Without
 	// it they are created on the first run only.
 	CreateSlot bool
+	// DisableSlotFailover keeps the slot off physical standbys. By default,
+	// on PostgreSQL 17+, the slot is a failover slot: a standby with slot
+	// sync keeps a copy, and after a failover the streamer goes on from it
+	// on the new primary.
+	DisableSlotFailover bool
 	// Poison is what happens to a change that cannot become a valid event;
 	// default PoisonDeadLetter, to Kafka.DeadLetterTopic.
 	Poison Poison

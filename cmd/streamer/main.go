@@ -78,13 +78,15 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.backfill(ctx, args)
 	case "largest-id":
 		return m.largestID(ctx, args)
+	case "accept-timeline":
+		return m.acceptTimeline(ctx, args)
 	case "healthcheck":
 		return healthcheck(ctx, args)
 	case "version":
 		fmt.Println(version)
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (want run, status, drop-slot, backfill, largest-id, healthcheck or version)", cmd)
+	return fmt.Errorf("unknown command %q (want run, status, drop-slot, backfill, largest-id, accept-timeline, healthcheck or version)", cmd)
 }
 
 type config struct {
@@ -111,6 +113,7 @@ type config struct {
 	txnInterval    time.Duration
 	deadLetter     string
 	missing        bool
+	slotFailover   bool
 }
 
 func parseConfig(name string, args []string) (config, error) {
@@ -128,13 +131,14 @@ func parseConfig(name string, args []string) (config, error) {
 	migrate := fs.Bool("migrate", "MIGRATE", true, "apply schema migrations at start-up (needs the schema owner's DSN)")
 	logLevel := fs.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	pprofOn := fs.Bool("pprof", "PPROF", false, "serve Go profiles at /debug/pprof/ on the metrics address")
+	slotFailover := fs.Bool("slot-failover", "SLOT_FAILOVER", true, "PostgreSQL 17+: make the slot a failover slot, so a standby with slot sync keeps a copy the streamer goes on from after a failover")
 	createSlot := fs.Bool("create-slot", "CREATE_SLOT", false, "create a missing slot (and publication) although the topic already holds events: once, to recover from a lost slot, then unset")
 	delivery := fs.String("delivery", "DELIVERY", "at-least-once", "at-least-once, or exactly-once (Kafka transactions; consumers read with isolation.level=read_committed)")
 	txnInterval := fs.Duration("transaction-interval", "TRANSACTION_INTERVAL", 10*time.Millisecond, "exactly-once: how long a Kafka transaction stays open while records arrive (what a read_committed consumer waits; shorter means more commits)")
 	snapshot := fs.String("snapshot", "SNAPSHOT", "initial", "initial: the first run also sends the users that existed before it; never: it does not")
 	poison := fs.String("poison", "POISON", "dead-letter", "what to do with a change that makes no valid event: dead-letter or stop")
 	deadLetter := fs.String("dead-letter-topic", "DEAD_LETTER_TOPIC", "", "topic for changes that make no valid event (default: the topic + .dlq)")
-	yes := fs.FlagSet.Bool("yes", false, "confirm drop-slot")
+	yes := fs.FlagSet.Bool("yes", false, "confirm drop-slot or accept-timeline")
 	missing := fs.FlagSet.Bool("missing", false, "backfill: only users whose key is not in the topic (the recovery after a lost slot)")
 	afterID := fs.FlagSet.Int64("after-id", 0, "backfill: users with an id above this")
 	upToID := fs.FlagSet.Int64("up-to-id", 0, "backfill: users with an id up to this (0: the largest now)")
@@ -144,7 +148,7 @@ func parseConfig(name string, args []string) (config, error) {
 	c := config{databaseURL: *databaseURL, slot: *slot, publication: *publication, topic: *topic, partitions: *partitions,
 		heartbeat: *heartbeat, shutdown: *shutdown, metricsAddr: *metricsAddr, migrate: *migrate, logLevel: *logLevel,
 		pprof: *pprofOn, yes: *yes, afterID: *afterID, upToID: *upToID, kafkaPropsFile: *propsFile,
-		createSlot: *createSlot, poison: *poison, deadLetter: *deadLetter, missing: *missing, delivery: *delivery, snapshot: *snapshot, txnInterval: *txnInterval}
+		createSlot: *createSlot, slotFailover: *slotFailover, poison: *poison, deadLetter: *deadLetter, missing: *missing, delivery: *delivery, snapshot: *snapshot, txnInterval: *txnInterval}
 	if c.snapshot != string(streamer.SnapshotInitial) && c.snapshot != string(streamer.SnapshotNever) {
 		return c, fmt.Errorf("SNAPSHOT %q: want initial or never", c.snapshot)
 	}
@@ -176,7 +180,7 @@ func (c config) streamerConfig(kafka kafkaSettings) streamer.Config {
 		DatabaseURL: c.databaseURL, Slot: c.slot, Publication: c.publication, StartLSN: c.startLSN,
 		Kafka:             kafka.kafkaConfig(c),
 		HeartbeatInterval: c.heartbeat, ShutdownTimeout: c.shutdown,
-		CreateSlot: c.createSlot, Poison: streamer.Poison(c.poison), Delivery: streamer.Delivery(c.delivery), Snapshot: streamer.Snapshot(c.snapshot),
+		CreateSlot: c.createSlot, DisableSlotFailover: !c.slotFailover, Poison: streamer.Poison(c.poison), Delivery: streamer.Delivery(c.delivery), Snapshot: streamer.Snapshot(c.snapshot),
 		TransactionInterval: c.txnInterval,
 	}
 }
@@ -293,6 +297,29 @@ func (m *Main) largestID(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Printf("largest user id in Kafka: %d\nbefore accepting writes, as the table's owner:\n  SELECT setval(pg_get_serial_sequence('public.users', 'id'), greatest(%d, (SELECT coalesce(max(id), 1) FROM public.users)));\n", id, id)
+	return nil
+}
+
+// acceptTimeline records the server's timeline as the one the slot streams
+// from, after the streamer refused an older one on purpose restored.
+func (m *Main) acceptTimeline(ctx context.Context, args []string) error {
+	c, err := parseConfig("accept-timeline", args)
+	if err != nil {
+		return err
+	}
+	if !c.yes {
+		return fmt.Errorf("accept-timeline makes the streamer stream from %s although a newer timeline of its cluster was streamed from: only for a server restored from an older copy on purpose, never for a former primary that came back after a failover; run again with --yes", pgdsn.Describe(c.databaseURL))
+	}
+	props, err := loadKafka(m.Log, c)
+	if err != nil {
+		return err
+	}
+	s := streamer.New(c.streamerConfig(props), m.Log, streamer.NewMetrics(prometheus.NewRegistry()))
+	systemID, timeline, err := s.AcceptTimeline(ctx)
+	if err != nil {
+		return err
+	}
+	m.Log.Info().Str("system_id", systemID).Int32("timeline", timeline).Str("slot", c.slot).Msg("timeline accepted: the streamer streams from this server")
 	return nil
 }
 

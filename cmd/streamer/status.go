@@ -87,6 +87,14 @@ func writeStatus(w io.Writer, st replication.SlotStatus, slotErr error, asJSON b
 			fmt.Fprintf(&b, "  safe WAL    %s left before PostgreSQL may remove WAL this slot needs\n", bytesText(*st.SafeWALBytes))
 		}
 		fmt.Fprintf(&b, "  positions   confirmed %s, restart %s, server %s\n", st.Confirmed, st.RestartLSN, st.ServerLSN)
+		failover := "no: after a failover it is missing on the new primary (PostgreSQL 17+ and SLOT_FAILOVER make it one)"
+		if st.Failover {
+			failover = "yes: a standby with slot sync keeps a copy"
+		}
+		if st.Synced {
+			failover += "; this server's copy was synced from a primary"
+		}
+		fmt.Fprintf(&b, "  failover    %s\n", failover)
 	}
 	fmt.Fprintf(&b, "\nWhat to do: %s\n", advice)
 	_, err := io.WriteString(w, b.String())

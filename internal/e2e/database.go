@@ -25,7 +25,7 @@ func PrepareDatabase(t testing.TB, dsn, slot string) {
 	if err := sql.Migrate(ctx, conn); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := replication.CreateSlot(ctx, conn, slot); err != nil {
+	if _, err := replication.CreateSlot(ctx, conn, slot, true); err != nil {
 		t.Fatal(err)
 	}
 }

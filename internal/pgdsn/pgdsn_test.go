@@ -14,6 +14,7 @@ func TestDescribeNeverShowsThePassword(t *testing.T) {
 		{"postgres://api:s3cret-pw@db.internal:6432/users?sslmode=require", "api@db.internal:6432/users"},
 		{"host=127.0.0.1 port=5432 user=streamer password=s3cret-pw dbname=userstream", "streamer@127.0.0.1:5432/userstream"},
 		{"postgres://api:s3cret-pw@[bad", "unparsable DSN"},
+		{"postgres://streamer:s3cret-pw@pg-a:5432,pg-b:5433/userstream?target_session_attrs=read-write", "streamer@pg-a:5432,pg-b:5433/userstream"},
 	}
 	for _, tc := range tests {
 		got := pgdsn.Describe(tc.dsn)

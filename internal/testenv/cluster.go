@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -43,15 +42,7 @@ func NewCluster(t testing.TB, conf ...string) *Cluster {
 		t.Fatalf("testenv: %v", err)
 	}
 	if len(conf) > 0 {
-		f, err := os.OpenFile(filepath.Join(c.dir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatalf("testenv: %v", err)
-		}
-		_, err = f.WriteString(strings.Join(conf, "\n") + "\n")
-		f.Close()
-		if err != nil {
-			t.Fatalf("testenv: %v", err)
-		}
+		c.appendConf(t, conf...)
 	}
 	c.Start(t)
 	return c
