@@ -71,7 +71,7 @@ func (s *lakeStack) finishLake(name string, load *e2e.Load, note string) {
 	}
 	note = fmt.Sprintf("lake read with DuckDB: %d files, %d seen changing, %d partial seen; %s", seen, len(changed), len(partial), note)
 	results.Lock()
-	results.rows = append(results.rows, result{Scenario: name, Delivery: s.mode(), Report: rep, Note: note})
+	results.rows = append(results.rows, result{Scenario: name, Delivery: s.mode(), Postgres: pgMajor(), Report: rep, Note: note})
 	results.Unlock()
 	s.t.Logf("%s: %s; %s", name, rep, note)
 	if !rep.Clean() {

@@ -31,6 +31,7 @@ import (
 var (
 	full       = flag.Bool("faults.full", false, "run the full-size scenarios (make faults)")
 	reportPath = flag.String("faults.report", "", "write the results table to this Markdown file")
+	rowsPath   = flag.String("faults.rows", "", "add this run's results to this JSON file, and report every result in it: runs on several PostgreSQL majors make one report")
 )
 
 // scale is how big each scenario is.
@@ -53,6 +54,7 @@ func size() scale {
 type result struct {
 	Scenario string
 	Delivery string
+	Postgres string // the major version
 	e2e.Report
 	Recovery time.Duration
 	Note     string
@@ -200,7 +202,7 @@ func (s *stack) finish(name string, load *e2e.Load, recovery time.Duration, note
 	}
 	rep := e2e.Audit(s.t, s.broker.Addr(), s.topic, s.pool, 5*time.Minute)
 	results.Lock()
-	results.rows = append(results.rows, result{Scenario: name, Delivery: s.mode(), Report: rep, Recovery: recovery, Note: note})
+	results.rows = append(results.rows, result{Scenario: name, Delivery: s.mode(), Postgres: pgMajor(), Report: rep, Recovery: recovery, Note: note})
 	results.Unlock()
 	s.t.Logf("%s: %s; recovery %s; %s", name, rep, recovery.Round(time.Millisecond), note)
 	if !rep.Clean() {
@@ -220,20 +222,43 @@ func (s *stack) finish(name string, load *e2e.Load, recovery time.Duration, note
 func report() error {
 	results.Lock()
 	defer results.Unlock()
-	sort.Slice(results.rows, func(i, j int) bool {
-		a, b := results.rows[i], results.rows[j]
-		return a.Scenario < b.Scenario || a.Scenario == b.Scenario && a.Delivery < b.Delivery
+	rows := results.rows
+	if *rowsPath != "" {
+		var earlier []result
+		if b, err := os.ReadFile(*rowsPath); err == nil {
+			if err := json.Unmarshal(b, &earlier); err != nil {
+				return fmt.Errorf("read %s: %w", *rowsPath, err)
+			}
+		}
+		rows = append(earlier, rows...)
+		b, err := json.Marshal(rows)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*rowsPath, b, 0o644); err != nil {
+			return err
+		}
+	}
+	sort.SliceStable(rows, func(i, j int) bool {
+		a, b := rows[i], rows[j]
+		if a.Scenario != b.Scenario {
+			return a.Scenario < b.Scenario
+		}
+		if a.Postgres != b.Postgres {
+			return a.Postgres < b.Postgres
+		}
+		return a.Delivery < b.Delivery
 	})
 	var b strings.Builder
-	fmt.Fprintln(&b, "| scenario | delivery | rows inserted | events found | rows missing | duplicates (same ce_id) | leaked fields | invalid | time to recover | notes |")
-	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|---|---|---|")
-	for _, r := range results.rows {
+	fmt.Fprintln(&b, "| scenario | PostgreSQL | delivery | rows inserted | events found | rows missing | duplicates (same ce_id) | leaked fields | invalid | time to recover | notes |")
+	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, r := range rows {
 		rec := "–"
 		if r.Recovery > 0 {
 			rec = r.Recovery.Round(10 * time.Millisecond).String()
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d (%d mismatched) | %d | %d | %s | %s |\n",
-			r.Scenario, r.Delivery, r.Inserted, r.Records, r.Missing, r.Duplicates, r.CEIDMismatches, r.Leaked, r.Invalid, rec, r.Note)
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %d | %d (%d mismatched) | %d | %d | %s | %s |\n",
+			r.Scenario, r.Postgres, r.Delivery, r.Inserted, r.Records, r.Missing, r.Duplicates, r.CEIDMismatches, r.Leaked, r.Invalid, rec, r.Note)
 	}
 	fmt.Print("\nFault suite results:\n\n" + b.String())
 	if *reportPath == "" {
@@ -242,12 +267,23 @@ func report() error {
 	return os.WriteFile(*reportPath, []byte(reliabilityDoc(b.String())), 0o644)
 }
 
+// pgMajor is the major version of the PostgreSQL the scenarios run.
+var pgMajor = sync.OnceValue(func() string {
+	f := strings.Fields(pgVersion()) // postgres (PostgreSQL) 17.10
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.SplitN(f[2], ".", 2)[0]
+})
+
 func reliabilityDoc(table string) string {
 	return fmt.Sprintf(`# Reliability: the fault suite
 
 Produced by `+"`make faults`"+` on %s.
 
-Machine: %s. PostgreSQL: %s. Broker: devkafka (franz-go kfake),
+Machine: %s. PostgreSQL: the major each row ran on is in its column (every
+scenario on the default major, the restores and failovers on the newest
+too; the last run's server was %s). Broker: devkafka (franz-go kfake),
 a Kafka-protocol stand-in. Streamer: idempotent producer, `+"`acks=all`"+`.
 
 Each scenario runs on a private PostgreSQL cluster and broker, drives a steady
@@ -290,6 +326,19 @@ recovery the stop printed, and the audit runs after it.
   librdkafka raise the fatal out-of-order-sequence error on a real producer:
   the streamer drops it, resumes from the last acknowledged position with a
   new one, and loses nothing.
+- **Restores.** Users committed after the restore point that had reached
+  Kafka stay there: the audit counts them as events without a row and
+  requires exactly as many as the restore took back. The restored slot
+  replays what it had not confirmed when the copy was taken: duplicates in
+  both modes (same `+"`"+`ce_id`+"`"+`). Exactly-once finds that its last progress
+  record names a transaction the restored history does not hold, and skips
+  nothing on it, so no new user is lost.
+- **Failovers.** With a failover slot (PostgreSQL 17+) synced to the standby
+  and `+"`"+`synchronized_standby_slots`+"`"+` on the primary, the streamer goes on from
+  the promoted standby by itself; exactly-once proves its last progress
+  record in the new primary's stream, so a read_committed consumer sees no
+  duplicate. Without slot sync (or before 17) the slot is missing on the new
+  primary, and the row follows the printed recovery.
 - **Time to recover** for the broker outage is librdkafka's reconnect, capped
   at 1 s (`+"`"+`reconnect.backoff.max.ms`+"`"+`); for a takeover it includes the
   standby's one-second retry.

@@ -41,3 +41,23 @@ log "== fuzzing POST /users bodies and GET /users/{id} ids (${FUZZTIME:-10s} eac
 for target in FuzzCreateUserNeverPanicsNorAnswers5xx FuzzGetUserNeverPanicsNorAnswers5xx; do
 	go test -run='^$' -fuzz="^$target\$" -fuzztime="${FUZZTIME:-10s}" ./api
 done
+
+# Every other supported PostgreSQL major runs what depends on the server:
+# the replication package's version pins, the streamer's end-to-end tests
+# (streaming, snapshot, backfill, exactly-once, the stops that prevent
+# silent loss) and the recovery and failover scenarios. Without the race
+# detector: the run above had it, on the same code. PG_MATRIX lists the
+# majors (PG_MATRIX= skips them).
+private_stack_stop
+matrix=${PG_MATRIX-$(for v in $PG_SUPPORTED_VERSIONS; do [ "$v" = "$(pg_version)" ] || echo "$v"; done)}
+for v in $matrix; do
+	log "== PostgreSQL $v: replication, streamer, recovery and failover end to end"
+	export PG_VERSION=$v
+	ensure_deps
+	rm -rf "$work/pg" "$work/kafka" "$work/kafka.addr"
+	PG_FAST=1 private_stack_start "$work"
+	export USERSTREAM_TEST_DATABASE_URL="$STACK_DSN" USERSTREAM_TEST_KAFKA="$STACK_KAFKA"
+	go test -count=1 -timeout 15m ./replication ./streamer
+	go test -count=1 -timeout 15m -run 'TestARestore|TestABackfillInterrupted|TestARecoveryFinishes|Failover|FormerPrimary|TestADroppedSlot' ./faults
+	private_stack_stop
+done

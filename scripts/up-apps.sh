@@ -1,9 +1,9 @@
 # Sourced by up.sh once PostgreSQL and Kafka are up. The schema is migrated
 # by its owner (the superuser here); the API and the streamer then run as
 # their least-privilege roles, given a development password.
-psql_admin() { "$(pg_bin)/psql" -X -q -v ON_ERROR_STOP=1 "postgres://postgres:postgres@127.0.0.1:$PG_PORT/${1:-postgres}?sslmode=disable" -c "$2"; }
+psql_admin() { "$(pg_client_bin)/psql" -X -q -v ON_ERROR_STOP=1 "postgres://postgres:postgres@127.0.0.1:$PG_PORT/${1:-postgres}?sslmode=disable" -c "$2"; }
 
-if [ -z "$("$(pg_bin)/psql" -X -tA "postgres://postgres:postgres@127.0.0.1:$PG_PORT/postgres?sslmode=disable" -c "SELECT 1 FROM pg_database WHERE datname = 'userstream'")" ]; then
+if [ -z "$("$(pg_client_bin)/psql" -X -tA "postgres://postgres:postgres@127.0.0.1:$PG_PORT/postgres?sslmode=disable" -c "SELECT 1 FROM pg_database WHERE datname = 'userstream'")" ]; then
 	psql_admin postgres "CREATE DATABASE userstream"
 fi
 ADMIN_URL="postgres://postgres:postgres@127.0.0.1:$PG_PORT/userstream?sslmode=disable"
