@@ -2,7 +2,9 @@ package faults
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,11 +94,34 @@ func (r boolRow) Scan(dst ...any) error {
 	return r.err
 }
 
+// statusShowsTheSyncedCopy runs `streamer status --json` against the
+// standby: an operator checking readiness before a switchover sees the slot
+// there, a failover slot, synced.
+func (s *stack) statusShowsTheSyncedCopy(standby *testenv.Cluster) {
+	s.t.Helper()
+	p := e2e.Start(s.t, "streamer status", testenv.Bin(s.t, "streamer"), []string{
+		"DATABASE_URL=" + testenv.WithDatabase(s.t, standby.DSN(), "userstream"), "REPLICATION_SLOT=" + s.slot,
+		"KAFKA_BOOTSTRAP_SERVERS=" + s.broker.Addr(), "MIGRATE=false",
+	}, "status", "--json")
+	if exited, err := p.Exited(time.Minute); !exited || err != nil {
+		s.t.Fatalf("streamer status on the standby: exited %v, %v\n%s", exited, err, p.Output())
+	}
+	var st struct {
+		Exists   bool `json:"exists"`
+		Failover bool `json:"failover"`
+		Synced   bool `json:"synced"`
+	}
+	out := p.Output()
+	if err := json.Unmarshal([]byte(out[max(strings.Index(out, "{\n"), 0):strings.LastIndex(out, "}")+1]), &st); err != nil || !st.Exists || !st.Failover || !st.Synced {
+		s.t.Fatalf("streamer status on the standby: %+v, %v; want the slot there, a failover slot, synced:\n%s", st, err, out)
+	}
+}
+
 // failOver crashes the primary under load and promotes the standby, then
 // follows what the streamer does: on with a synced failover slot, else a
-// loud stop and its printed recovery. It returns the time to recover and a
-// note.
-func (s *stack) failOver(p *e2e.Process, old, standby *testenv.Cluster, load *e2e.Load, synced bool) (time.Duration, string) {
+// loud stop and its printed recovery. It returns the streamer that streams
+// afterwards, the time to recover and a note.
+func (s *stack) failOver(p *e2e.Process, old, standby *testenv.Cluster, load *e2e.Load, synced bool) (*e2e.Process, time.Duration, string) {
 	s.t.Helper()
 	failed := time.Now()
 	old.Kill(s.t)
@@ -104,8 +129,8 @@ func (s *stack) failOver(p *e2e.Process, old, standby *testenv.Cluster, load *e2
 	if !synced {
 		stop := s.loudStop(p, failed, "does not exist", "CREATE_SLOT=true", "backfill --missing")
 		load.Wait()
-		_, backfill := s.recoverWithBackfill(true)
-		return 0, fmt.Sprintf("slot missing on the new primary: stopped %s after the crash; after CREATE_SLOT=true once and `backfill --missing`: %s", stop.Round(10*time.Millisecond), summary(backfill))
+		recovering, backfill := s.recoverWithBackfill(true)
+		return recovering, 0, fmt.Sprintf("slot missing on the new primary: stopped %s after the crash; after CREATE_SLOT=true once and `backfill --missing`: %s", stop.Round(10*time.Millisecond), summary(backfill))
 	}
 	s.users() // the pool's connections to the crashed primary fail once
 	recovery := s.recovery(failed)
@@ -113,7 +138,7 @@ func (s *stack) failOver(p *e2e.Process, old, standby *testenv.Cluster, load *e2
 	if exited, err := p.Exited(0); exited {
 		s.t.Fatalf("the streamer stopped after the failover: %v\n%s", err, p.Output())
 	}
-	return recovery, "went on from the synced failover slot on the promoted standby, no operator"
+	return p, recovery, "went on from the synced failover slot on the promoted standby, no operator"
 }
 
 func TestAPrimaryFailoverUnderLoadAndASwitchoverBackLoseNothing(t *testing.T) {
@@ -129,8 +154,9 @@ func TestAPrimaryFailoverUnderLoadAndASwitchoverBackLoseNothing(t *testing.T) {
 		time.Sleep(time.Duration(sc.rows/6) * time.Second / time.Duration(sc.rate))
 		if synced {
 			s.waitSynced(b)
+			s.statusShowsTheSyncedCopy(b)
 		}
-		recovery, note := s.failOver(p, a, b, load, synced)
+		p, recovery, note := s.failOver(p, a, b, load, synced)
 		s.finish(fmt.Sprintf("primary crash and failover under load (PostgreSQL %d)", major), load, recovery, note)
 
 		// The old primary comes back as a standby of the new one, and a
@@ -139,9 +165,6 @@ func TestAPrimaryFailoverUnderLoadAndASwitchoverBackLoseNothing(t *testing.T) {
 		a.Rejoin(t, b, "userstream", true)
 		if synced {
 			s.waitSynced(a)
-		}
-		if !synced {
-			p = s.streamer(0) // the recovery's streamer holds the slot on b
 		}
 		load = e2e.StartLoad(s.api, "switchover", sc.rate, sc.rows/2)
 		time.Sleep(time.Duration(sc.rows/6) * time.Second / time.Duration(sc.rate))
@@ -177,7 +200,7 @@ func TestAFailoverToAStandbyThatDidNotSyncTheSlotStopsLoudlyAndIsRecovered(t *te
 		p := s.streamer(0)
 		load := e2e.StartLoad(s.api, "unsynced", sc.rate, sc.rows/2)
 		time.Sleep(time.Duration(sc.rows/6) * time.Second / time.Duration(sc.rate))
-		_, note := s.failOver(p, a, b, load, false)
+		_, _, note := s.failOver(p, a, b, load, false)
 		s.finish(fmt.Sprintf("failover to a standby without slot sync (PostgreSQL %d)", major), load, 0, note)
 	})
 }
@@ -195,8 +218,11 @@ func TestAFormerPrimaryThatComesBackWritableIsRefused(t *testing.T) {
 		if synced {
 			s.waitSynced(b)
 		}
-		_, _ = s.failOver(p, a, b, load, synced)
+		p, _, _ = s.failOver(p, a, b, load, synced)
 		s.caughtUp()
+		if err := p.Stop(t, 30*time.Second); err != nil {
+			t.Fatalf("SIGTERM: %v", err)
+		}
 
 		// The old primary comes back writable, as it was: a split brain. A
 		// streamer given it first finds the slot there, and must refuse it.
@@ -207,10 +233,19 @@ func TestAFormerPrimaryThatComesBackWritableIsRefused(t *testing.T) {
 		took := s.loudStop(refused, started, "former primary", "timeline", "target_session_attrs=read-write")
 
 		// The recovery it printed: point DATABASE_URL at the current primary.
-		a.Stop(t)
+		// The old primary stays up: the new streamer must not reach it.
 		s.usePrimaries(b)
 		load = e2e.StartLoad(s.api, "after", sc.rate, sc.rows/3)
-		s.streamer(0)
+		again := s.streamer(0)
+		e2e.WaitFor(t, time.Minute, "the streamer to hold the slot on the new primary", func() bool {
+			var active bool
+			err := s.pool.QueryRow(context.Background(), "SELECT active FROM pg_replication_slots WHERE slot_name = $1", s.slot).Scan(&active)
+			return err == nil && active
+		})
+		load.Wait()
+		if exited, err := again.Exited(0); exited {
+			t.Fatalf("the streamer on the new primary stopped: %v\n%s", err, again.Output())
+		}
 		s.finish(fmt.Sprintf("former primary back writable after a failover (PostgreSQL %d)", b.Major(t)), load, 0,
 			fmt.Sprintf("refused its older timeline in %s; with DATABASE_URL at the new primary it went on", took.Round(10*time.Millisecond)))
 	})

@@ -27,8 +27,8 @@ type Boundary struct {
 // the slot. pglogrepl has no option for it, and a second command on this
 // connection would destroy the exported snapshot: the one command asks for
 // both.
-func CreateSlotWithSnapshot(ctx context.Context, dsn, slot, table string, failover bool) (Boundary, error) {
-	repl, err := connectReplication(ctx, dsn, "userstream-snapshot")
+func CreateSlotWithSnapshot(ctx context.Context, t Target, slot, table string, failover bool) (Boundary, error) {
+	repl, err := t.connectReplication(ctx, "userstream-snapshot")
 	if err != nil {
 		return Boundary{}, err
 	}
@@ -41,7 +41,8 @@ func CreateSlotWithSnapshot(ctx context.Context, dsn, slot, table string, failov
 	if err != nil {
 		return Boundary{}, fmt.Errorf("create slot %s: %w", slot, err)
 	}
-	conn, err := pgx.Connect(ctx, dsn)
+	// The exported snapshot lives on that server only.
+	conn, err := t.Connect(ctx)
 	if err != nil {
 		return Boundary{}, fmt.Errorf("connect: %w", err)
 	}

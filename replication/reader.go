@@ -30,6 +30,7 @@ type Acker interface {
 // Config says which slot to read and how often to report.
 type Config struct {
 	DSN         string        // any DSN; replication=database is added
+	Server      string        // host:port to pin it to (see Target); empty: any of the DSN's hosts
 	Slot        string        // an existing pgoutput slot
 	Publication string        // publication_names for pgoutput
 	StartLSN    pglogrepl.LSN // 0: the slot's confirmed position
@@ -96,7 +97,7 @@ func Open(ctx context.Context, cfg Config, acker Acker) (*Reader, error) {
 	// pgoutput writes values with the walsender's output settings: a
 	// database or role default such as DateStyle=SQL would make every
 	// timestamp undecodable. The startup packet overrides those defaults.
-	conn, err := connectReplication(ctx, cfg.DSN, "userstream-streamer", "DateStyle", "ISO", "IntervalStyle", "postgres")
+	conn, err := Target{DSN: cfg.DSN, Server: cfg.Server}.connectReplication(ctx, "userstream-streamer", "DateStyle", "ISO", "IntervalStyle", "postgres")
 	if err != nil {
 		return nil, err
 	}

@@ -120,8 +120,8 @@ func CreateSlot(ctx context.Context, conn *pgx.Conn, name string, failover bool)
 // on PostgreSQL 17+ (ALTER_REPLICATION_SLOT, a replication command): a slot
 // made before the upgrade, or before the setting, is then kept on standbys
 // too. It waits for the slot when another process holds it, so ctx bounds it.
-func EnableFailover(ctx context.Context, dsn, slot string) error {
-	conn, err := connectReplication(ctx, dsn, "userstream-streamer")
+func EnableFailover(ctx context.Context, t Target, slot string) error {
+	conn, err := t.connectReplication(ctx, "userstream-streamer")
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package replication
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -50,8 +49,8 @@ func startOptions(publication string, major int) []string {
 // Identify connects for replication and returns IDENTIFY_SYSTEM's answer:
 // the cluster's system identifier and the server's current timeline, which
 // a promotion or a point-in-time recovery moves on.
-func Identify(ctx context.Context, dsn string) (pglogrepl.IdentifySystemResult, error) {
-	conn, err := connectReplication(ctx, dsn, "userstream-streamer")
+func Identify(ctx context.Context, t Target) (pglogrepl.IdentifySystemResult, error) {
+	conn, err := t.connectReplication(ctx, "userstream-streamer")
 	if err != nil {
 		return pglogrepl.IdentifySystemResult{}, err
 	}
@@ -61,25 +60,4 @@ func Identify(ctx context.Context, dsn string) (pglogrepl.IdentifySystemResult, 
 		return id, fmt.Errorf("identify system: %w", err)
 	}
 	return id, nil
-}
-
-// connectReplication opens a logical replication connection (replication
-// commands and SQL) to the database of dsn. With several hosts and
-// target_session_attrs=read-write it finds the primary.
-func connectReplication(ctx context.Context, dsn, application string, params ...string) (*pgconn.PgConn, error) {
-	pcfg, err := pgconn.ParseConfig(dsn)
-	if err != nil {
-		// The error would quote the DSN, password included.
-		return nil, errors.New("parse DSN: it does not parse as a PostgreSQL DSN")
-	}
-	pcfg.RuntimeParams["replication"] = "database"
-	pcfg.RuntimeParams["application_name"] = application
-	for i := 0; i+1 < len(params); i += 2 {
-		pcfg.RuntimeParams[params[i]] = params[i+1]
-	}
-	conn, err := pgconn.ConnectConfig(ctx, pcfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect for replication: %w", err)
-	}
-	return conn, nil
 }

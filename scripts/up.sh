@@ -20,6 +20,7 @@ chmod 755 "$data"
 if [ -f "$run/up.pid" ] && kill -0 "$(cat "$run/up.pid")" 2>/dev/null; then
 	die "make up is already running (pid $(cat "$run/up.pid")): use it, or run 'make down'"
 fi
+pg_check_dir "$data/pg"
 ensure_deps
 for v in API_PORT METRICS_PORT ARCHIVER_PORT; do
 	port_in_use "${!v}" && die "port ${!v} is in use: set $v to a free port"

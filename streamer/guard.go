@@ -25,6 +25,7 @@ import (
 // check that passed, and a failed check stops the streamer.
 type guard struct {
 	s           *Streamer
+	target      replication.Target // the session's server
 	tables      map[uint32]published
 	safe        atomic.Uint64 // pglogrepl.LSN
 	lifted      atomic.Bool   // the server is shutting down: no hold until a check passes again
@@ -35,7 +36,7 @@ type guard struct {
 }
 
 func newGuard(s *Streamer, p plan) *guard {
-	g := &guard{s: s, tables: p.tables}
+	g := &guard{s: s, target: p.target, tables: p.tables}
 	g.safe.Store(uint64(p.checkedAt))
 	return g
 }
@@ -85,7 +86,7 @@ func (g *guard) run(ctx context.Context, stop <-chan struct{}) error {
 		}
 		if conn == nil || conn.IsClosed() {
 			var err error
-			if conn, err = pgx.Connect(ctx, g.s.cfg.DatabaseURL); err != nil {
+			if conn, err = g.target.Connect(ctx); err != nil {
 				conn = nil
 				g.serverShuttingDown(err)
 				g.s.metrics.GuardFailures.Inc()
@@ -128,7 +129,7 @@ const guardPatience = 30 * time.Second
 // final checks once more at a clean stop, so the last position reported
 // covers everything delivered.
 func (g *guard) final(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, g.s.cfg.DatabaseURL)
+	conn, err := g.target.Connect(ctx)
 	if err != nil {
 		return err
 	}

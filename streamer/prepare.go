@@ -23,7 +23,8 @@ type plan struct {
 	// as the events need it: the guard's first safe position.
 	checkedAt pglogrepl.LSN
 	tables    map[uint32]published
-	fresh     bool // the slot was created just now
+	fresh     bool               // the slot was created just now
+	target    replication.Target // the server every connection of the session reaches
 }
 
 // published is a projected table as a passing publication check found it.
@@ -43,6 +44,7 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 		return plan{}, fmt.Errorf("%w: connect: %w", errBeforeStart, err)
 	}
 	defer conn.Close(context.Background())
+	target := replication.PinnedTo(s.cfg.DatabaseURL, conn)
 	var standby bool
 	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
 		return plan{}, fmt.Errorf("%w: %w", errBeforeStart, err)
@@ -110,11 +112,11 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 	}
 	// A former primary back after a failover is refused before anything
 	// is made or fenced; the timeline is recorded once the slot is settled.
-	server, err := replication.Identify(ctx, s.cfg.DatabaseURL)
+	server, err := replication.Identify(ctx, target)
 	if err != nil {
 		return plan{}, fmt.Errorf("%w: %w", errBeforeStart, err)
 	}
-	newTimeline, err := s.checkTimeline(server.SystemID, server.Timeline, records[string(s.timelineKey())])
+	newTimeline, err := s.checkTimeline(target, server.SystemID, server.Timeline, records[string(s.timelineKey())])
 	if err != nil {
 		return plan{}, err
 	}
@@ -144,7 +146,7 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 			return plan{}, fmt.Errorf("%w: publication %s vanished right after it was created", errBeforeStart, s.cfg.Publication)
 		}
 		if slotMissing {
-			if err := s.createSlot(ctx, conn, first); err != nil {
+			if err := s.createSlot(ctx, conn, target, first); err != nil {
 				return plan{}, err
 			}
 		}
@@ -159,7 +161,8 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 	if err := s.checkFingerprint(ctx, tables, fresh, records[string(s.fingerprintKey())]); err != nil {
 		return plan{}, err
 	}
-	s.keepOnStandbys(ctx, conn, st)
+	s.keepOnStandbys(ctx, conn, target, st)
+	s.checkStandbySlots(ctx, conn)
 	if newTimeline {
 		if err := s.recordTimeline(ctx, server.SystemID, server.Timeline); err != nil {
 			return plan{}, err
@@ -178,23 +181,7 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 		}
 		start = startLSN
 	}
-	return plan{start: start, checkedAt: max(checkedAt, start), tables: tables, fresh: fresh}, nil
-}
-
-// keepOnStandbys turns failover on for a slot made without it (before
-// PostgreSQL 17, before an upgrade, or before this setting), on 17+. A
-// failure only costs the failover: it is logged, not fatal.
-func (s *Streamer) keepOnStandbys(ctx context.Context, conn *pgx.Conn, st replication.SlotStatus) {
-	if s.cfg.DisableSlotFailover || st.Failover || replication.ServerMajor(conn.PgConn()) < replication.FailoverSlotsSince {
-		return
-	}
-	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := replication.EnableFailover(actx, s.cfg.DatabaseURL, s.cfg.Slot); err != nil {
-		s.log.Warn().Err(err).Str("slot", s.cfg.Slot).Msg("could not make the slot a failover slot: after a failover it will be missing on the new primary")
-		return
-	}
-	s.log.Info().Str("slot", s.cfg.Slot).Msg("the slot is now a failover slot: standbys with slot sync keep a copy")
+	return plan{start: start, checkedAt: max(checkedAt, start), tables: tables, fresh: fresh, target: target}, nil
 }
 
 // checkPublications checks each projected table's publication completely.
@@ -244,7 +231,10 @@ func (s *Streamer) mayCreate(ctx context.Context, slotMissing bool, missingPubs 
 	if err != nil {
 		return false, retryable(fmt.Errorf("find out whether this is the first run: %w", err))
 	}
-	if !streamed || s.cfg.CreateSlot {
+	// CREATE_SLOT allows one creation: a process that made the slot and
+	// finds it missing again (a second loss, a failover without slot sync)
+	// stops like any other, or it would skip that gap without a word.
+	if !streamed || (s.cfg.CreateSlot && !s.createdSlot.Load()) {
 		return !streamed, nil
 	}
 	what, dropSlot := fmt.Sprintf("replication slot %s does not exist", s.cfg.Slot), ""

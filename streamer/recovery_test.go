@@ -121,7 +121,10 @@ func (e *env) peekBegins() []*pglogrepl.BeginMessage {
 }
 
 // produceProgress writes value as the slot's progress record.
-func (e *env) produceProgress(value string) {
+func (e *env) produceProgress(value string) { e.produceRecord(e.slot, value) }
+
+// produceRecord writes one record to the progress topic.
+func (e *env) produceRecord(key, value string) {
 	e.t.Helper()
 	p, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": e.kafka, "log_level": 3})
 	if err != nil {
@@ -131,7 +134,7 @@ func (e *env) produceProgress(value string) {
 	topic := e.topic + ".progress"
 	delivered := make(chan kafka.Event, 1)
 	if err := p.Produce(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
-		Key: []byte(e.slot), Value: []byte(value)}, delivered); err != nil {
+		Key: []byte(key), Value: []byte(value)}, delivered); err != nil {
 		e.t.Fatal(err)
 	}
 	if m := (<-delivered).(*kafka.Message); m.TopicPartition.Error != nil {

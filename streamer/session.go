@@ -10,7 +10,6 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/userstream/userstream/checkpoint"
@@ -58,7 +57,7 @@ func (s *Streamer) session(ctx context.Context, startLSN pglogrepl.LSN) error {
 	p := &pipe{s: s, sink: sink, tracker: tracker, guard: guard,
 		bindings: map[uint32]projection.Binding{}, names: map[uint32]string{}, sources: map[uint32][]byte{},
 		ce: newCEEncoder(), stop: make(chan struct{})}
-	p.start, p.serverWAL = pl.start, pl.checkedAt
+	p.start, p.serverWAL, p.target = pl.start, pl.checkedAt, pl.target
 	acks := gate{Tracker: tracker, guard: guard, held: &p.held, start: pl.start}
 	p.acks = acks
 	p.d = s.newDelivery(p)
@@ -73,11 +72,11 @@ func (s *Streamer) session(ctx context.Context, startLSN pglogrepl.LSN) error {
 	}
 	defer p.snap.close()
 	reader, err := replication.Open(ctx, replication.Config{
-		DSN: s.cfg.DatabaseURL, Slot: s.cfg.Slot, Publication: s.cfg.Publication,
+		DSN: s.cfg.DatabaseURL, Server: pl.target.Server, Slot: s.cfg.Slot, Publication: s.cfg.Publication,
 		StartLSN: pl.start, StatusInterval: s.cfg.StatusInterval,
 	}, acks)
 	if err != nil {
-		if errors.Is(err, replication.ErrSlotUnusable) && s.slotLost(ctx) {
+		if errors.Is(err, replication.ErrSlotUnusable) && s.slotLost(ctx, pl.target) {
 			return permanent(slotLostError(s.cfg.Slot, err))
 		}
 		return fmt.Errorf("%w: %w", errBeforeStart, err)
@@ -107,8 +106,8 @@ func (s *Streamer) session(ctx context.Context, startLSN pglogrepl.LSN) error {
 
 // slotLost tells an invalidated slot from the other reasons a slot cannot
 // be read, by its wal_status.
-func (s *Streamer) slotLost(ctx context.Context) bool {
-	conn, err := pgx.Connect(ctx, s.cfg.DatabaseURL)
+func (s *Streamer) slotLost(ctx context.Context, target replication.Target) bool {
+	conn, err := target.Connect(ctx)
 	if err != nil {
 		return false
 	}
@@ -130,6 +129,7 @@ type pipe struct {
 	snap      *snapshotter
 	start     pglogrepl.LSN                 // where the session's stream starts
 	serverWAL pglogrepl.LSN                 // the server's WAL position before it
+	target    replication.Target            // the server every connection reaches
 	held      atomic.Bool                   // nothing past start may be acknowledged (exactly-once is checking its progress)
 	bindings  map[uint32]projection.Binding // by relation id
 	names     map[uint32]string             // the name each bound relation id had when bound

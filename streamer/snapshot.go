@@ -100,7 +100,7 @@ func (s *Streamer) redoInterruptedFirstRun(ctx context.Context, conn *pgx.Conn, 
 
 // createSlot creates the slot: on the first run with SNAPSHOT=initial with
 // an exported snapshot whose boundary is recorded first.
-func (s *Streamer) createSlot(ctx context.Context, conn *pgx.Conn, first bool) error {
+func (s *Streamer) createSlot(ctx context.Context, conn *pgx.Conn, target replication.Target, first bool) error {
 	if !first || s.cfg.Snapshot != SnapshotInitial {
 		if _, err := replication.CreateSlot(ctx, conn, s.cfg.Slot, !s.cfg.DisableSlotFailover); err != nil {
 			return fmt.Errorf("%w: %w", errBeforeStart, err)
@@ -131,7 +131,7 @@ func (s *Streamer) createSlot(ctx context.Context, conn *pgx.Conn, first bool) e
 		return fmt.Errorf("%w: %w", errBeforeStart, err)
 	}
 	ns, name := s.cfg.Projectors[0].Table()
-	b, err := replication.CreateSlotWithSnapshot(ctx, s.cfg.DatabaseURL, s.cfg.Slot, ns+"."+name, !s.cfg.DisableSlotFailover)
+	b, err := replication.CreateSlotWithSnapshot(ctx, target, s.cfg.Slot, ns+"."+name, !s.cfg.DisableSlotFailover)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errBeforeStart, err)
 	}
@@ -190,7 +190,7 @@ func (sn *snapshotter) step(ctx context.Context) error {
 	}
 	sn.last = time.Now()
 	if sn.conn == nil {
-		conn, err := pgx.Connect(ctx, sn.p.s.cfg.DatabaseURL)
+		conn, err := sn.p.target.Connect(ctx)
 		if err != nil {
 			return fmt.Errorf("snapshot: connect: %w", err)
 		}

@@ -37,8 +37,8 @@ type Config struct {
 	ShutdownTimeout   time.Duration // bound on waiting for deliveries at exit; default 30 s
 	StatusInterval    time.Duration // most time between status updates; default 10 s, and at most a quarter of wal_sender_timeout
 	// CreateSlot allows creating a missing slot or publication although the
-	// topic already holds events: the recovery after a lost slot. Without
-	// it they are created on the first run only.
+	// topic already holds events, once per process: the recovery after a
+	// lost slot. Without it they are created on the first run only.
 	CreateSlot bool
 	// DisableSlotFailover keeps the slot off physical standbys. By default,
 	// on PostgreSQL 17+, the slot is a failover slot: a standby with slot

@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/userstream/userstream/internal/pgdsn"
+	"github.com/userstream/userstream/kafkasink"
 	"github.com/userstream/userstream/replication"
 )
 
@@ -32,7 +35,7 @@ type timelineRecord struct {
 // on the progress topic, nil when none). It refuses an older timeline of the
 // same cluster, and says whether this one is to be recorded: it is newer,
 // of another cluster, or the first.
-func (s *Streamer) checkTimeline(systemID string, timeline int32, b []byte) (bool, error) {
+func (s *Streamer) checkTimeline(target replication.Target, systemID string, timeline int32, b []byte) (bool, error) {
 	var rec timelineRecord
 	if b != nil {
 		if err := json.Unmarshal(b, &rec); err != nil {
@@ -43,8 +46,8 @@ func (s *Streamer) checkTimeline(systemID string, timeline int32, b []byte) (boo
 	case b != nil && rec.SystemID == systemID && rec.Timeline == timeline:
 		return false, nil
 	case b != nil && rec.SystemID == systemID && timeline < rec.Timeline:
-		return false, permanent(fmt.Errorf("this server is on timeline %d of cluster %s, but slot %s was already streamed from timeline %d: it is a former primary that came back writable after a failover (a split brain), or a restore of a copy older than the failover. What it holds past the failover point is not the cluster's history, so nothing is streamed from it. Point DATABASE_URL at the current primary (several hosts with target_session_attrs=read-write find it). If this server is the one you mean to stream from (you restored an older copy on purpose), run `streamer accept-timeline --yes` once, then follow docs/operations.md, Restoring the database",
-			timeline, systemID, s.cfg.Slot, rec.Timeline))
+		return false, permanent(fmt.Errorf("the server at %s (of %s) is on timeline %d of cluster %s, but slot %s was already streamed from timeline %d: it is a former primary that came back writable after a failover (a split brain), or a restore of a copy older than the failover. What it holds past the failover point is not the cluster's history, so nothing is streamed from it. Point DATABASE_URL at the current primary (several hosts with target_session_attrs=read-write find it). If this server is the one you mean to stream from (you restored an older copy on purpose), run `streamer accept-timeline --yes` once with DATABASE_URL naming this server only, then follow docs/operations.md, Restoring the database",
+			target.Server, pgdsn.Describe(target.DSN), timeline, systemID, s.cfg.Slot, rec.Timeline))
 	case b != nil && rec.SystemID == systemID:
 		s.log.Warn().Int32("was", rec.Timeline).Int32("now", timeline).Str("slot", s.cfg.Slot).
 			Msg("the server's timeline moved on (a failover, or a point-in-time recovery): streaming from the slot as this server holds it")
@@ -64,9 +67,21 @@ func (s *Streamer) recordTimeline(ctx context.Context, systemID string, timeline
 
 // AcceptTimeline records the server's current timeline as the newest one
 // the slot streams from: the way past a refusal after a server was restored
-// from an older copy on purpose. It returns what it recorded.
+// from an older copy on purpose. DATABASE_URL must name that one server,
+// and a timeline must have been recorded (the refusal happened). It
+// returns what it recorded.
 func (s *Streamer) AcceptTimeline(ctx context.Context) (string, int32, error) {
-	id, err := replication.Identify(ctx, s.cfg.DatabaseURL)
+	if described := pgdsn.Describe(s.cfg.DatabaseURL); strings.Contains(described, ",") {
+		return "", 0, fmt.Errorf("accept-timeline needs DATABASE_URL to name the one server to accept, not several (%s)", described)
+	}
+	b, err := kafkasink.LastValue(ctx, s.cfg.Kafka.Properties, s.cfg.Kafka.ProgressTopic, s.timelineKey())
+	if err != nil {
+		return "", 0, fmt.Errorf("read the timeline record: %w", err)
+	}
+	if b == nil {
+		return "", 0, fmt.Errorf("no timeline is recorded for slot %s on %s: there is nothing to accept", s.cfg.Slot, s.cfg.Kafka.ProgressTopic)
+	}
+	id, err := replication.Identify(ctx, replication.Target{DSN: s.cfg.DatabaseURL})
 	if err != nil {
 		return "", 0, err
 	}
