@@ -117,28 +117,35 @@ func (s *stack) statusShowsTheSyncedCopy(standby *testenv.Cluster) {
 	}
 }
 
-// failOver crashes the primary under load and promotes the standby, then
-// follows what the streamer does: on with a synced failover slot, else a
-// loud stop and its printed recovery. It returns the streamer that streams
-// afterwards, the time to recover and a note.
+// failOver crashes the primary under load and promotes the standby; see
+// followPromotion.
 func (s *stack) failOver(p *e2e.Process, old, standby *testenv.Cluster, load *e2e.Load, synced bool) (*e2e.Process, time.Duration, string) {
 	s.t.Helper()
 	failed := time.Now()
 	old.Kill(s.t)
 	standby.Promote(s.t)
+	return s.followPromotion(p, failed, load, synced, "the crash")
+}
+
+// followPromotion follows what the streamer does after a promotion at
+// since: it goes on with a synced failover slot, else it stops loudly and
+// the stack follows the printed recovery. It returns the streamer that
+// streams afterwards, the time to recover and a note.
+func (s *stack) followPromotion(p *e2e.Process, since time.Time, load *e2e.Load, synced bool, what string) (*e2e.Process, time.Duration, string) {
+	s.t.Helper()
 	if !synced {
-		stop := s.loudStop(p, failed, "does not exist", "CREATE_SLOT=true", "backfill --missing")
+		stop := s.loudStop(p, since, "does not exist", "CREATE_SLOT=true", "backfill --missing")
 		load.Wait()
 		recovering, backfill := s.recoverWithBackfill(true)
-		return recovering, 0, fmt.Sprintf("slot missing on the new primary: stopped %s after the crash; after CREATE_SLOT=true once and `backfill --missing`: %s", stop.Round(10*time.Millisecond), summary(backfill))
+		return recovering, 0, fmt.Sprintf("slot missing on the new primary: stopped %s after %s; after CREATE_SLOT=true once and `backfill --missing`: %s", stop.Round(10*time.Millisecond), what, summary(backfill))
 	}
-	s.users() // the pool's connections to the crashed primary fail once
-	recovery := s.recovery(failed)
+	s.users() // the pool's connections to the old primary fail once
+	recovery := s.recovery(since)
 	load.Wait()
 	if exited, err := p.Exited(0); exited {
-		s.t.Fatalf("the streamer stopped after the failover: %v\n%s", err, p.Output())
+		s.t.Fatalf("the streamer stopped after %s: %v\n%s", what, err, p.Output())
 	}
-	return p, recovery, "went on from the synced failover slot on the promoted standby, no operator"
+	return p, recovery, "went on from the synced failover slot on the promoted server, no operator"
 }
 
 func TestAPrimaryFailoverUnderLoadAndASwitchoverBackLoseNothing(t *testing.T) {
@@ -171,21 +178,7 @@ func TestAPrimaryFailoverUnderLoadAndASwitchoverBackLoseNothing(t *testing.T) {
 		switched := time.Now()
 		b.Stop(t)
 		a.Promote(t)
-		if !synced {
-			stop := s.loudStop(p, switched, "does not exist", "CREATE_SLOT=true")
-			load.Wait()
-			_, backfill := s.recoverWithBackfill(true)
-			note = fmt.Sprintf("slot missing after the switchover: stopped %s after it; after CREATE_SLOT=true once and `backfill --missing`: %s", stop.Round(10*time.Millisecond), summary(backfill))
-			recovery = 0
-		} else {
-			s.users()
-			recovery = s.recovery(switched)
-			load.Wait()
-			if exited, err := p.Exited(0); exited {
-				t.Fatalf("the streamer stopped after the switchover: %v\n%s", err, p.Output())
-			}
-			note = "went on from the synced failover slot on the old primary, no operator"
-		}
+		_, recovery, note = s.followPromotion(p, switched, load, synced, "the switchover")
 		s.finish(fmt.Sprintf("failover, then switchover back (PostgreSQL %d)", major), load, recovery, note)
 	})
 }

@@ -30,6 +30,20 @@ func serverMajor(t *testing.T, conn *pgx.Conn) int {
 	return num / 10000
 }
 
+// privateCluster is a cluster of the test's own, migrated, with slot, a
+// connection to it and its major version.
+func privateCluster(t *testing.T, slot string) (*testenv.Cluster, string, *pgx.Conn, int) {
+	t.Helper()
+	c := testenv.NewCluster(t)
+	dsn := c.DSN()
+	e2e.PrepareDatabase(t, dsn, slot)
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, dsn, conn, serverMajor(t, conn)
+}
+
 // Every branch by server version is taken on the versions it is for: the
 // CI runs this package on PostgreSQL 15, 16, 17 and 18.
 func TestTheReaderAsksForWhatTheServersVersionSupports(t *testing.T) {
@@ -70,14 +84,7 @@ func TestTheReaderAsksForWhatTheServersVersionSupports(t *testing.T) {
 func TestASlotsConfirmedPositionAfterACleanRestartIsTheLastOneReportedFrom17On(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c := testenv.NewCluster(t)
-	dsn := c.DSN()
-	e2e.PrepareDatabase(t, dsn, "restart_slot")
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	major := serverMajor(t, conn)
+	c, dsn, conn, major := privateCluster(t, "restart_slot")
 	st, err := replication.Slot(ctx, conn, "restart_slot")
 	if err != nil {
 		t.Fatal(err)
@@ -132,16 +139,9 @@ func TestASlotsConfirmedPositionAfterACleanRestartIsTheLastOneReportedFrom17On(t
 func TestAnIdleSlotIsInvalidatedPastIdleReplicationSlotTimeoutFrom18On(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c := testenv.NewCluster(t)
-	dsn := c.DSN()
-	e2e.PrepareDatabase(t, dsn, "idle_slot")
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, conn, major := privateCluster(t, "idle_slot")
 	defer conn.Close(ctx)
-	major := serverMajor(t, conn)
-	_, err = conn.Exec(ctx, "ALTER SYSTEM SET idle_replication_slot_timeout = '1s'")
+	_, err := conn.Exec(ctx, "ALTER SYSTEM SET idle_replication_slot_timeout = '1s'")
 	if major < 18 {
 		if err == nil || !strings.Contains(err.Error(), "idle_replication_slot_timeout") {
 			t.Fatalf("PostgreSQL %d: ALTER SYSTEM SET idle_replication_slot_timeout: %v, want an unknown setting", major, err)

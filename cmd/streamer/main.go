@@ -264,16 +264,25 @@ func migrate(ctx context.Context, dsn string) error {
 	return nil
 }
 
-func (m *Main) backfill(ctx context.Context, args []string) error {
-	c, err := parseConfig("backfill", args)
+// command is the streamer a one-off subcommand works with (no metrics are
+// served), and its configuration.
+func (m *Main) command(name string, args []string) (*streamer.Streamer, config, error) {
+	c, err := parseConfig(name, args)
 	if err != nil {
-		return err
+		return nil, c, err
 	}
 	props, err := loadKafka(m.Log, c)
 	if err != nil {
+		return nil, c, err
+	}
+	return streamer.New(c.streamerConfig(props), m.Log, streamer.NewMetrics(prometheus.NewRegistry())), c, nil
+}
+
+func (m *Main) backfill(ctx context.Context, args []string) error {
+	s, c, err := m.command("backfill", args)
+	if err != nil {
 		return err
 	}
-	s := streamer.New(c.streamerConfig(props), m.Log, streamer.NewMetrics(prometheus.NewRegistry()))
 	res, err := s.Backfill(ctx, streamer.BackfillRange{AfterID: c.afterID, UpToID: c.upToID, Missing: c.missing})
 	m.Log.Info().Int("events", res.Produced).Int("already_in_topic", res.Present).Int("poison_rows", res.Poison).
 		Int64("after_id", c.afterID).Bool("missing_only", c.missing).Msg("backfill acknowledged by Kafka")
@@ -283,15 +292,10 @@ func (m *Main) backfill(ctx context.Context, args []string) error {
 // largestID prints the largest user id in Kafka and the SQL that moves the
 // id sequence past it: the first step after restoring the database.
 func (m *Main) largestID(ctx context.Context, args []string) error {
-	c, err := parseConfig("largest-id", args)
+	s, _, err := m.command("largest-id", args)
 	if err != nil {
 		return err
 	}
-	props, err := loadKafka(m.Log, c)
-	if err != nil {
-		return err
-	}
-	s := streamer.New(c.streamerConfig(props), m.Log, streamer.NewMetrics(prometheus.NewRegistry()))
 	id, err := s.LargestID(ctx)
 	if err != nil {
 		return err
@@ -303,18 +307,13 @@ func (m *Main) largestID(ctx context.Context, args []string) error {
 // acceptTimeline records the server's timeline as the one the slot streams
 // from, after the streamer refused an older one on purpose restored.
 func (m *Main) acceptTimeline(ctx context.Context, args []string) error {
-	c, err := parseConfig("accept-timeline", args)
+	s, c, err := m.command("accept-timeline", args)
 	if err != nil {
 		return err
 	}
 	if !c.yes {
 		return fmt.Errorf("accept-timeline makes the streamer stream from %s although a newer timeline of its cluster was streamed from: only for a server restored from an older copy on purpose, never for a former primary that came back after a failover; run again with --yes", pgdsn.Describe(c.databaseURL))
 	}
-	props, err := loadKafka(m.Log, c)
-	if err != nil {
-		return err
-	}
-	s := streamer.New(c.streamerConfig(props), m.Log, streamer.NewMetrics(prometheus.NewRegistry()))
 	systemID, timeline, err := s.AcceptTimeline(ctx)
 	if err != nil {
 		return err
