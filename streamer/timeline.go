@@ -1,6 +1,7 @@
 package streamer
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -47,7 +48,7 @@ func (s *Streamer) checkTimeline(target replication.Target, systemID string, tim
 		return false, nil
 	case b != nil && rec.SystemID == systemID && timeline < rec.Timeline:
 		return false, permanent(fmt.Errorf("the server at %s (of %s) is on timeline %d of cluster %s, but slot %s was already streamed from timeline %d: it is a former primary that came back writable after a failover (a split brain), or a restore of a copy older than the failover. What it holds past the failover point is not the cluster's history, so nothing is streamed from it. Point DATABASE_URL at the current primary (several hosts with target_session_attrs=read-write find it). If this server is the one you mean to stream from (you restored an older copy on purpose), run `streamer accept-timeline --yes` once with DATABASE_URL naming this server only, then follow docs/operations.md, Restoring the database",
-			target.Server, pgdsn.Describe(target.DSN), timeline, systemID, s.cfg.Slot, rec.Timeline))
+			cmp.Or(target.Server, "its socket"), pgdsn.Describe(target.DSN), timeline, systemID, s.cfg.Slot, rec.Timeline))
 	case b != nil && rec.SystemID == systemID:
 		s.log.Warn().Int32("was", rec.Timeline).Int32("now", timeline).Str("slot", s.cfg.Slot).
 			Msg("the server's timeline moved on (a failover, or a point-in-time recovery): streaming from the slot as this server holds it")
