@@ -63,7 +63,7 @@ pg_init "$data/pg"
 pg_start "$data/pg" "$PG_PORT" "$data/log/postgres.log"
 tail -n 0 -F "$data/log/postgres.log" 2>/dev/null > >(sed -u 's/^/[postgres] /') &
 tail_pid=$!
-log "[up] PostgreSQL on 127.0.0.1:$PG_PORT (wal_level=logical)"
+log "[up] PostgreSQL $(pg_version) on 127.0.0.1:$PG_PORT (wal_level=logical; PG_VERSION picks 15, 16, 17 or 18)"
 
 if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
 	start kafka "$data/bin/devkafka" --port "$KAFKA_PORT" --data-dir "$data/kafka"
