@@ -135,18 +135,11 @@ func (s *Streamer) Backfill(ctx context.Context, r BackfillRange) (BackfillResul
 // holds (0 when none): after a restore, the id sequence must be moved past
 // it, or new users take ids that Kafka holds for others.
 func (s *Streamer) LargestID(ctx context.Context) (int64, error) {
-	var largest int64
-	for _, topic := range []string{s.cfg.Kafka.Topic, s.cfg.Kafka.DeadLetterTopic} {
-		err := kafkasink.ReadKeys(ctx, s.cfg.Kafka.Properties, topic, func(key []byte) {
-			if id, err := strconv.ParseInt(string(key), 10, 64); err == nil {
-				largest = max(largest, id)
-			}
-		})
-		if err != nil {
-			return 0, fmt.Errorf("read the keys in topic %s: %w", topic, err)
-		}
+	var present idSet
+	if err := s.readAccountedFor(ctx, &present); err != nil {
+		return 0, err
 	}
-	return largest, nil
+	return present.largest, nil
 }
 
 // readAccountedFor adds to present the id of every user the topic holds, and
@@ -163,7 +156,7 @@ func (s *Streamer) readAccountedFor(ctx context.Context, present *idSet) error {
 		if err != nil {
 			return fmt.Errorf("read the keys in topic %s: %w", topic, err)
 		}
-		s.log.Info().Int("keys", present.n-before).Str("topic", topic).Msg("backfill: read the users the topic accounts for")
+		s.log.Info().Int("keys", present.n-before).Str("topic", topic).Msg("read the users the topic accounts for")
 	}
 	return nil
 }

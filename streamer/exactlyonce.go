@@ -120,7 +120,7 @@ func (d *exactlyOnce) admit(cur *txn, seq int) (bool, error) {
 	if d.check.pending {
 		proved, err := d.check.bears(cur)
 		if err != nil {
-			return false, d.p.s.disproved(d.check.want, d.resume, d.p.start, err)
+			return false, d.p.s.disproved(d.resume, d.p.start, err)
 		}
 		if proved {
 			d.p.held.Store(false)
@@ -163,7 +163,7 @@ func (d *exactlyOnce) committed(ctx context.Context, cur *txn) error {
 
 func (d *exactlyOnce) idle(ctx context.Context) error {
 	if err := d.check.passed(d.p.reader.ServerWALEnd()); err != nil {
-		return d.p.s.disproved(d.check.want, d.resume, d.p.start, err)
+		return d.p.s.disproved(d.resume, d.p.start, err)
 	}
 	if d.records > 0 && d.due() <= 0 {
 		return d.checkpoint(ctx)

@@ -54,7 +54,7 @@ func (s *Streamer) trusted(pr progress, start, serverWAL pglogrepl.LSN) (progres
 		s.progressLog(pr, start).Warn().Msg("exactly-once: the last progress record does not name its transaction (an earlier version wrote it), so it cannot be checked against this server's history and nothing is skipped on it: the events between the slot's position and it may arrive twice, with their ce_id")
 		return progress{}, historyCheck{}
 	case pr.commit >= serverWAL:
-		s.historyDiffers(want, pr, start, fmt.Errorf("%w: the server's WAL is at %s, before it", errHistoryDiffers, serverWAL))
+		s.historyDiffers(pr, start, fmt.Errorf("%w: the server's WAL is at %s, before it", errHistoryDiffers, serverWAL))
 		return progress{}, historyCheck{}
 	}
 	if found, _ := s.distrusted.Load().(replication.CommitID); found.Same(want) {
@@ -94,15 +94,17 @@ func (h *historyCheck) passed(serverWALEnd pglogrepl.LSN) error {
 // disproved ends a session whose stream did not bear its progress record
 // out: nothing past the start was acknowledged, and the next session skips
 // nothing on the record.
-func (s *Streamer) disproved(want replication.CommitID, pr progress, start pglogrepl.LSN, err error) error {
-	s.historyDiffers(want, pr, start, err)
+func (s *Streamer) disproved(pr progress, start pglogrepl.LSN, err error) error {
+	s.historyDiffers(pr, start, err)
 	return fmt.Errorf("%w: %w", errBeforeStart, err)
 }
 
 // historyDiffers remembers, for this process's later sessions, a progress
 // record this server's history does not hold, and says loudly what it means.
-func (s *Streamer) historyDiffers(want replication.CommitID, pr progress, start pglogrepl.LSN, err error) {
-	s.distrusted.Store(want)
+func (s *Streamer) historyDiffers(pr progress, start pglogrepl.LSN, err error) {
+	if want, ok := pr.commitID(); ok {
+		s.distrusted.Store(want)
+	}
 	s.metrics.ProgressUnverified.Inc()
 	s.progressLog(pr, start).Error().Err(err).Msg("exactly-once: the last progress record names a transaction that this server's history does not hold at that position: the database was restored (a file-system copy, a volume snapshot, a point-in-time recovery), failed over to a server that never received that WAL, or this is another cluster. Nothing is skipped on it and nothing was acknowledged past the slot's position: every transaction the slot replays is sent, so nothing is lost; the events committed between the slot's position and the point where the histories part may arrive twice, with their ce_id. Users the restore or failover rolled back stay in Kafka. After a restore, move the id sequence past the largest id in Kafka before accepting writes (`streamer largest-id`; docs/operations.md, Restoring the database)")
 }
