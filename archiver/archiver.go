@@ -1,10 +1,12 @@
 // Package archiver consumes a topic in a Kafka consumer group and writes its
-// records into the lake as immutable, size-bounded Parquet files, each named
-// from its partition and first and last offsets. Offsets are committed only
-// after a file is durable, and on every assignment the archiver resumes from
-// the files present (the later of them and the committed offset), so a crash
-// at any moment neither loses a record nor makes two different files cover
-// the same offsets.
+// records into the lake as immutable Parquet files bounded by size, count
+// and age, one event date per file, each named from its partition and first
+// and last offsets (the layout is lake's). A partition fills one file per
+// event date at a time, within a cap on open files. The offset committed is
+// the partition's low water mark: every record before it is in a durable
+// file. On every assignment the archiver starts from the committed offset
+// and skips each record a file in the lake already holds, so a crash at any
+// moment neither loses a record nor puts one record in two files.
 package archiver
 
 import (
@@ -12,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,20 +45,24 @@ type Archiver struct {
 	log     zerolog.Logger
 	m       *Metrics
 
-	c     *kafka.Consumer
-	parts map[int32]*partition // owned partitions; only the poll loop touches it
-	cbErr error                // an error from the rebalance callback, seen after Poll
+	// Only the poll loop (and the rebalance callback it runs) touches these.
+	c         *kafka.Consumer
+	parts     map[int32]*partition // owned partitions
+	openFiles int                  // open files of every partition
+	uploading int                  // finished files not yet in the lake
+	paused    bool                 // fetching paused while the lake is behind
+	seq       uint64               // counts records added, to find the least recently used file
+	cbErr     error                // an error from the rebalance callback, seen after Poll
+
+	uploaders    sync.WaitGroup
+	uploaded     chan *upload  // uploads done, for the poll loop
+	slots        chan struct{} // puts under way
+	revokeBudget time.Duration // how long a revocation may wait for the lake: half of max.poll.interval.ms
 
 	joined  atomic.Bool
 	kafkaOK atomic.Bool
 	lakeOK  atomic.Bool
 	owned   atomic.Int32
-}
-
-// partition is an owned partition: where its lake ends and the file it fills.
-type partition struct {
-	durable int64 // offset after the last record in a durable file (-1: unknown)
-	open    *openFile
 }
 
 // New returns an archiver writing to l with one schema per event type.
@@ -66,7 +74,21 @@ func New(cfg Config, l *lake.Lake, schemas map[string]*eventfile.Schema, log zer
 	if cfg.Shutdown <= 0 {
 		cfg.Shutdown = 30 * time.Second
 	}
-	return &Archiver{cfg: cfg, lake: l, schemas: schemas, log: log, m: m, parts: map[int32]*partition{}}
+	a := &Archiver{cfg: cfg, lake: l, schemas: schemas, log: log, m: m, parts: map[int32]*partition{},
+		uploaded: make(chan *upload, 64), slots: make(chan struct{}, maxUploads)}
+	a.revokeBudget = min(cfg.Shutdown, a.maxPollInterval()/2)
+	return a
+}
+
+// maxPollInterval is max.poll.interval.ms as configured: the rebalance
+// timeout, past which the group gives a silent member's partitions away.
+func (a *Archiver) maxPollInterval() time.Duration {
+	v, _ := (*a.consumerConfig())["max.poll.interval.ms"]
+	ms, err := strconv.Atoi(fmt.Sprint(v))
+	if err != nil || ms <= 0 {
+		return time.Minute
+	}
+	return time.Duration(ms) * time.Millisecond
 }
 
 // consumerConfig is the librdkafka configuration. The settings the
@@ -114,9 +136,13 @@ func (a *Archiver) Run(ctx context.Context) error {
 
 	stopCtx, cancel := context.WithTimeout(context.Background(), a.cfg.Shutdown)
 	defer cancel()
-	if perr := a.publishAll(stopCtx); perr != nil && (err == nil || errors.Is(err, context.Canceled)) {
+	if c.AssignmentLost() {
+		a.revoke(a.assignment(), true)
+	}
+	if perr := a.release(stopCtx, a.ownedParts()); perr != nil && (err == nil || errors.Is(err, context.Canceled)) {
 		err = perr
 	}
+	a.uploaders.Wait()
 	a.parts = map[int32]*partition{}
 	a.joined.Store(false)
 	if cerr := c.Close(); cerr != nil && err == nil {
@@ -133,7 +159,7 @@ func (a *Archiver) loop(ctx context.Context) error {
 	for ctx.Err() == nil {
 		switch e := a.c.Poll(100).(type) {
 		case *kafka.Message:
-			if err := a.add(ctx, e); err != nil {
+			if err := a.add(e); err != nil {
 				return err
 			}
 		case kafka.Error:
@@ -148,8 +174,11 @@ func (a *Archiver) loop(ctx context.Context) error {
 		if a.cbErr != nil {
 			return a.cbErr
 		}
+		if err := a.drain(); err != nil {
+			return err
+		}
 		now := time.Now()
-		if err := a.rollAged(ctx, now); err != nil {
+		if err := a.rollAged(now); err != nil {
 			return err
 		}
 		if now.Sub(lagAt) > time.Second {
@@ -160,141 +189,13 @@ func (a *Archiver) loop(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// add puts one record into its partition's file, rolling first when the
-// record starts another date or event type, and after when a limit is met.
-func (a *Archiver) add(ctx context.Context, msg *kafka.Message) error {
-	a.kafkaOK.Store(true)
-	tp := msg.TopicPartition
-	p := a.parts[tp.Partition]
-	if p == nil {
-		return nil // a record fetched before its partition was revoked
+// ownedParts lists the owned partitions.
+func (a *Archiver) ownedParts() []*partition {
+	out := make([]*partition, 0, len(a.parts))
+	for _, p := range a.parts {
+		out = append(out, p)
 	}
-	r, err := record(msg)
-	if err != nil {
-		return fmt.Errorf("%s partition %d offset %d: %w", a.cfg.Topic, tp.Partition, tp.Offset, err)
-	}
-	s := a.schemas[r.CEType]
-	if s == nil {
-		return fmt.Errorf("%s partition %d offset %d: no contract for event type %q", a.cfg.Topic, tp.Partition, tp.Offset, r.CEType)
-	}
-	date := r.CETime.UTC().Format(time.DateOnly)
-	if p.open != nil && (p.open.name.Date != date || p.open.eventTyp != r.CEType) {
-		if err := a.roll(ctx, tp.Partition, p); err != nil {
-			return err
-		}
-	}
-	if p.open == nil {
-		name := FileName{Topic: a.cfg.Topic, Date: date, Partition: tp.Partition, First: r.Offset, Last: r.Offset}
-		if p.open, err = newOpenFile(a.cfg.SpoolDir, s, name, a.cfg.Roll.RowGroupRows, time.Now()); err != nil {
-			return err
-		}
-	}
-	if err := p.open.add(s, r); err != nil {
-		if p.open.empty() {
-			// The file was opened for this record: its name claims the
-			// record's offset, so it must never be published.
-			p.open.discard()
-			p.open = nil
-		}
-		return fmt.Errorf("%s partition %d: %w", a.cfg.Topic, tp.Partition, err)
-	}
-	a.m.Read.Inc()
-	if p.open.full(a.cfg.Roll) {
-		return a.roll(ctx, tp.Partition, p)
-	}
-	return nil
-}
-
-func (a *Archiver) rollAged(ctx context.Context, now time.Time) error {
-	for id, p := range a.parts {
-		if p.open != nil && now.Sub(p.open.opened) >= a.cfg.Roll.MaxAge {
-			if err := a.roll(ctx, id, p); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// roll publishes the partition's open file, then commits the offset after
-// it. A failed commit is only logged: the file in the lake already says
-// where to resume.
-func (a *Archiver) roll(ctx context.Context, id int32, p *partition) error {
-	f := p.open
-	p.open = nil
-	if a.c.AssignmentLost() {
-		// The group gave the partition away (we stalled past the rebalance
-		// timeout): publishing now could overlap the new owner's files.
-		f.discard()
-		a.log.Warn().Int32("partition", id).Msg("assignment lost; open file dropped, its records will be read again by the new owner")
-		return nil
-	}
-	n, err := a.publish(ctx, f)
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	a.m.rolled(now, n, f.w.Rows())
-	a.m.Duplicates.Add(float64(f.dups))
-	p.durable = f.name.Last + 1
-	a.log.Info().Str("file", f.name.Key()).Int64("events", f.w.Rows()).Int64("bytes", n).Int64("duplicates_dropped", f.dups).
-		Dur("age", now.Sub(f.opened)).Msg("file written")
-	topic := a.cfg.Topic
-	if _, err := a.c.CommitOffsets([]kafka.TopicPartition{{Topic: &topic, Partition: id, Offset: kafka.Offset(p.durable)}}); err != nil {
-		a.m.CommitErrors.Inc()
-		a.log.Warn().Int32("partition", id).Int64("offset", p.durable).Str("error", err.Error()).Msg("offset commit failed; the lake's files still mark the position")
-	}
-	return nil
-}
-
-// publish puts the file into the lake, retrying a failing store for a while
-// (the spooled file is kept, so nothing is re-read from Kafka).
-func (a *Archiver) publish(ctx context.Context, f *openFile) (int64, error) {
-	if err := f.finish(); err != nil {
-		f.discard()
-		return 0, err
-	}
-	defer f.discard()
-	backoff := 500 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		n, err := f.put(ctx, a.lake)
-		if err == nil {
-			a.lakeOK.Store(true)
-			return n, nil
-		}
-		if errors.Is(err, lake.ErrDifferentContent) || attempt == 8 || ctx.Err() != nil {
-			a.lakeOK.Store(false)
-			return 0, err
-		}
-		a.lakeOK.Store(false)
-		a.m.PutRetries.Inc()
-		a.log.Warn().Str("file", f.name.Key()).Int("attempt", attempt).Str("error", err.Error()).Msg("lake put failed; retrying")
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 10*time.Second)
-	}
-}
-
-// publishAll publishes every open file, at shutdown.
-func (a *Archiver) publishAll(ctx context.Context) error {
-	var first error
-	for id, p := range a.parts {
-		if p.open == nil {
-			continue
-		}
-		if p.open.broken {
-			p.open.discard()
-			p.open = nil
-			continue
-		}
-		if err := a.roll(ctx, id, p); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	return out
 }
 
 // watchKafka asks the cluster for the topic's metadata every few seconds,
@@ -315,14 +216,19 @@ func (a *Archiver) watchKafka(ctx context.Context) {
 	}
 }
 
+// updateLag sets the lag of every owned partition, and notices a lost
+// assignment while no file rolls.
 func (a *Archiver) updateLag() {
+	if len(a.parts) > 0 && a.c.AssignmentLost() {
+		a.lostAssignment()
+	}
 	for id, p := range a.parts {
 		low, high, err := a.c.GetWatermarkOffsets(a.cfg.Topic, id)
 		if err != nil || high < 0 {
 			continue // not fetched from yet
 		}
-		archived := max(p.durable, low, 0) // nothing archived yet: all the partition holds is lag
-		if p.open == nil {
+		archived := max(p.lowWater(), low, 0) // nothing archived yet: all the partition holds is lag
+		if len(p.open) == 0 && len(p.uploads) == 0 && p.unpublished < 0 {
 			// Everything read is in durable files; the position is past
 			// transaction markers, which no file holds.
 			topic := a.cfg.Topic
@@ -332,4 +238,6 @@ func (a *Archiver) updateLag() {
 		}
 		a.m.Lag.WithLabelValues(fmt.Sprint(id)).Set(float64(max(high-archived, 0)))
 	}
+	a.m.OpenFiles.Set(float64(a.openFiles))
+	a.m.Uploading.Set(float64(a.uploading))
 }

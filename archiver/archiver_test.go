@@ -27,12 +27,12 @@ func TestTheLakeReadWithDuckDBHoldsEveryProducedEventOnceInImmutableFiles(t *tes
 			withDups = append(withDups, e)
 		}
 	}
-	watch := lakeaudit.Watch(t, root, topic)
-	start(t, root, bootstrap, topic, group(t), archiver.Policy{MaxEvents: 150, MaxAge: 500 * time.Millisecond})
+	watch := lakeaudit.Watch(t, lakeaudit.Dir(root), topic)
+	start(t, "file://"+root, bootstrap, topic, group(t), archiver.Policy{MaxEvents: 150, MaxAge: 500 * time.Millisecond})
 	offsets := produce(t, bootstrap, topic, withDups)
 
-	visible := lakeaudit.WaitCovered(t, root, bootstrap, topic, time.Minute)
-	files := lakeaudit.Files(t, root, topic)
+	visible := lakeaudit.WaitCovered(t, lakeaudit.Dir(root), bootstrap, topic, time.Minute)
+	files := lakeaudit.Files(t, lakeaudit.Dir(root), topic)
 	if gaps := lakeaudit.Gaps(files, visible); len(gaps) > 0 {
 		t.Errorf("offsets not covered exactly once: %v", gaps)
 	}
@@ -44,7 +44,7 @@ func TestTheLakeReadWithDuckDBHoldsEveryProducedEventOnceInImmutableFiles(t *tes
 		t.Errorf("files in %d event_date folders, want 2 (the events cross midnight)", len(dates))
 	}
 
-	rows := lakeaudit.Rows(t, root, topic)
+	rows := lakeaudit.Rows(t, lakeaudit.Dir(root), topic)
 	byOffset := map[[2]int64]event{}
 	for i, e := range withDups {
 		byOffset[[2]int64{int64(e.partition), offsets[i]}] = e
@@ -61,15 +61,14 @@ func TestTheLakeReadWithDuckDBHoldsEveryProducedEventOnceInImmutableFiles(t *tes
 		t.Errorf("%d distinct ce_ids in the lake, want %d", len(ids), len(evs))
 	}
 	// Duplicates are dropped within a file; one split across a roll stays,
-	// and the README's query removes it.
+	// and the deduplicated view leaves it out.
 	if dropped := len(withDups) - len(rows); dropped < len(withDups)-len(evs)-len(files) || dropped > len(withDups)-len(evs) {
 		t.Errorf("%d rows for %d records with %d duplicates in %d files", len(rows), len(withDups), len(withDups)-len(evs), len(files))
 	}
-	dedup := lakeaudit.Count(t, root, topic, `SELECT count(*) FROM (SELECT * FROM `+lakequery.View(topic)+` QUALIFY row_number() OVER (PARTITION BY ce_id ORDER BY kafka_partition, kafka_offset) = 1)`)
-	if dedup != int64(len(evs)) {
-		t.Errorf("the dedup query returns %d rows, want %d", dedup, len(evs))
+	if n := lakeaudit.Count(t, lakeaudit.Dir(root), topic, `SELECT count(*) FROM `+lakequery.View(topic)); n != int64(len(evs)) {
+		t.Errorf("SELECT count(*) FROM %s returns %d, want %d (each event once)", lakequery.View(topic), n, len(evs))
 	}
-	typed := lakeaudit.Count(t, root, topic, `SELECT count(*) FROM `+lakequery.View(topic)+` WHERE typeof(created_at) = 'TIMESTAMP WITH TIME ZONE' AND created_at = TIMESTAMPTZ '2024-05-06 07:08:09+00' AND typeof(event_date) = 'DATE'`)
+	typed := lakeaudit.Count(t, lakeaudit.Dir(root), topic, `SELECT count(*) FROM `+lakequery.AllRows(topic)+` WHERE typeof(created_at) = 'TIMESTAMP WITH TIME ZONE' AND created_at = TIMESTAMPTZ '2024-05-06 07:08:09+00' AND typeof(event_date) = 'DATE'`)
 	if typed != int64(len(rows)) {
 		t.Errorf("%d of %d rows have created_at as a UTC timestamp and event_date as a date", typed, len(rows))
 	}
@@ -86,19 +85,19 @@ func TestARestartedArchiverResumesFromTheFilesEvenInAGroupWithNoOffsets(t *testi
 	bootstrap, topic, root := testenv.Kafka(t), testenv.Topic(t), t.TempDir()
 	createTopic(t, bootstrap, topic, 2)
 	day := time.Date(2024, 5, 6, 8, 0, 0, 0, time.UTC)
-	first := start(t, root, bootstrap, topic, group(t), archiver.Policy{MaxEvents: 40, MaxAge: 300 * time.Millisecond})
+	first := start(t, "file://"+root, bootstrap, topic, group(t), archiver.Policy{MaxEvents: 40, MaxAge: 300 * time.Millisecond})
 	produce(t, bootstrap, topic, events("before", 200, 2, day))
-	lakeaudit.WaitCovered(t, root, bootstrap, topic, time.Minute)
+	lakeaudit.WaitCovered(t, lakeaudit.Dir(root), bootstrap, topic, time.Minute)
 	if err := first.stop(t); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
 	before := snapshot(t, root)
 
 	// A new group has no committed offsets: only the files say where to go on.
-	start(t, root, bootstrap, topic, group(t), archiver.Policy{MaxEvents: 40, MaxAge: 300 * time.Millisecond})
+	start(t, "file://"+root, bootstrap, topic, group(t), archiver.Policy{MaxEvents: 40, MaxAge: 300 * time.Millisecond})
 	produce(t, bootstrap, topic, events("after", 100, 2, day.Add(time.Hour)))
-	visible := lakeaudit.WaitCovered(t, root, bootstrap, topic, time.Minute)
-	if gaps := lakeaudit.Gaps(lakeaudit.Files(t, root, topic), visible); len(gaps) > 0 {
+	visible := lakeaudit.WaitCovered(t, lakeaudit.Dir(root), bootstrap, topic, time.Minute)
+	if gaps := lakeaudit.Gaps(lakeaudit.Files(t, lakeaudit.Dir(root), topic), visible); len(gaps) > 0 {
 		t.Errorf("after the restart: %v", gaps)
 	}
 	after := snapshot(t, root)
@@ -107,7 +106,7 @@ func TestARestartedArchiverResumesFromTheFilesEvenInAGroupWithNoOffsets(t *testi
 			t.Errorf("%s changed or vanished after the restart", name)
 		}
 	}
-	if rows := len(lakeaudit.Rows(t, root, topic)); rows != 300 {
+	if rows := len(lakeaudit.Rows(t, lakeaudit.Dir(root), topic)); rows != 300 {
 		t.Errorf("%d rows, want 300", rows)
 	}
 }
@@ -122,8 +121,8 @@ func TestAReplayWritesTheSameBytesUnderTheSameNames(t *testing.T) {
 	var lakes [2]map[string][]byte
 	for i := range lakes {
 		root := t.TempDir()
-		run := start(t, root, bootstrap, topic, group(t), policy)
-		lakeaudit.WaitCovered(t, root, bootstrap, topic, time.Minute)
+		run := start(t, "file://"+root, bootstrap, topic, group(t), policy)
+		lakeaudit.WaitCovered(t, lakeaudit.Dir(root), bootstrap, topic, time.Minute)
 		if err := run.stop(t); err != nil {
 			t.Fatal(err)
 		}

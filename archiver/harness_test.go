@@ -97,9 +97,10 @@ type running struct {
 	done   chan error
 }
 
-func start(t *testing.T, lakeRoot, bootstrap, topic, group string, roll archiver.Policy) *running {
+// start runs an archiver in this process on the lake at lakeURL.
+func start(t *testing.T, lakeURL, bootstrap, topic, group string, roll archiver.Policy) *running {
 	t.Helper()
-	l, err := lake.Open(context.Background(), "file://"+lakeRoot)
+	l, err := lake.Open(context.Background(), lakeURL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,11 @@ type Metrics struct {
 	Duplicates    prometheus.Counter
 	CommitErrors  prometheus.Counter
 	PutRetries    prometheus.Counter
+	PutFailures   prometheus.Counter
+	Skipped       prometheus.Counter
+	Evicted       prometheus.Counter
+	OpenFiles     prometheus.Gauge
+	Uploading     prometheus.Gauge
 	Lag           *prometheus.GaugeVec
 	Partitions    prometheus.Gauge
 	lastRollNanos atomic.Int64
@@ -45,8 +50,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		PutRetries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "userstream_archiver_put_retries_total", Help: "Failed puts into the lake that were retried.",
 		}),
+		PutFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "userstream_archiver_put_failures_total", Help: "Puts into the lake given up (after their retries, or out of time); the file's records are read again.",
+		}),
+		Skipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "userstream_archiver_records_skipped_total", Help: "Records read again (after a crash, a lost commit or a rebalance) and skipped because a file in the lake holds them.",
+		}),
+		Evicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "userstream_archiver_files_rolled_for_room_total", Help: "Files rolled early because another event date needed a file while the cap on open files was reached.",
+		}),
+		OpenFiles: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "userstream_archiver_open_files", Help: "Files being filled, of every owned partition.",
+		}),
+		Uploading: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "userstream_archiver_files_waiting", Help: "Finished files not yet in the lake (fetching pauses when as many wait as may be open).",
+		}),
 		Lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "userstream_archiver_lag_records", Help: "Per partition: the high watermark minus the offset after the last file in the lake (records not yet archived).",
+			Name: "userstream_archiver_lag_records", Help: "Per partition: the high watermark minus the low water mark (the offset before which every record is in a durable file): records not yet archived.",
 		}, []string{"partition"}),
 		Partitions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "userstream_archiver_assigned_partitions", Help: "Partitions this archiver owns in its consumer group.",
@@ -56,7 +76,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	since := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "userstream_archiver_seconds_since_last_roll", Help: "Seconds since the last file was made durable (or since start).",
 	}, func() float64 { return time.Since(time.Unix(0, m.lastRollNanos.Load())).Seconds() })
-	reg.MustRegister(m.Read, m.Files, m.Bytes, m.Events, m.Duplicates, m.CommitErrors, m.PutRetries, m.Lag, m.Partitions, since)
+	reg.MustRegister(m.Read, m.Files, m.Bytes, m.Events, m.Duplicates, m.CommitErrors, m.PutRetries, m.PutFailures, m.Skipped, m.Evicted, m.OpenFiles, m.Uploading, m.Lag, m.Partitions, since)
 	return m
 }
 

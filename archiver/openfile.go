@@ -13,13 +13,15 @@ import (
 )
 
 // Policy says when a file rolls: whichever limit comes first. A file also
-// rolls when the next record belongs to another event date or event type,
-// so every file holds one date and one schema.
+// rolls when its date's next record is of another event type (every file
+// holds one date and one schema), and the least recently written file rolls
+// when a new date needs a file while MaxOpenFiles are open.
 type Policy struct {
 	MaxBytes     int64         // estimated file size (default 128 MiB)
 	MaxEvents    int64         // rows (default 1,000,000)
 	MaxAge       time.Duration // since the file's first record arrived (default 5 minutes)
 	RowGroupRows int64         // rows per Parquet row group (default eventfile.DefaultRowGroupRows)
+	MaxOpenFiles int           // open files of all partitions together (default 16)
 }
 
 // WithDefaults fills the zero fields.
@@ -33,6 +35,9 @@ func (p Policy) WithDefaults() Policy {
 	if p.MaxAge <= 0 {
 		p.MaxAge = 5 * time.Minute
 	}
+	if p.MaxOpenFiles <= 0 {
+		p.MaxOpenFiles = 16
+	}
 	if p.RowGroupRows <= 0 {
 		p.RowGroupRows = eventfile.DefaultRowGroupRows
 	}
@@ -43,9 +48,10 @@ func (p Policy) WithDefaults() Policy {
 // on local disk that is unlinked as soon as it is made, so a crash leaves
 // nothing behind and memory holds at most one row group.
 type openFile struct {
-	name     FileName
+	name     lake.FileName
 	eventTyp string
 	opened   time.Time
+	used     uint64 // Archiver.seq when a record was last added
 	spool    *os.File
 	w        *eventfile.Writer
 	seen     map[[16]byte]struct{} // ce_ids in this file, hashed
@@ -53,7 +59,7 @@ type openFile struct {
 	broken   bool // a write failed: the file must never be published
 }
 
-func newOpenFile(spoolDir string, s *eventfile.Schema, name FileName, rowGroupRows int64, now time.Time) (*openFile, error) {
+func newOpenFile(spoolDir string, s *eventfile.Schema, name lake.FileName, rowGroupRows int64, now time.Time) (*openFile, error) {
 	spool, err := os.CreateTemp(spoolDir, "archiver-*.spool")
 	if err != nil {
 		return nil, fmt.Errorf("create spool file: %w", err)

@@ -12,11 +12,13 @@ import (
 	"github.com/userstream/userstream/lake"
 )
 
-// rebalance runs inside Poll. On assignment it starts each partition after
-// the later of its last file in the lake and its committed offset; on
-// revocation it publishes each open file before the partition can go to
-// another member (the eager protocol waits for us), or drops it when the
-// assignment was lost (another member may own the partition already).
+// rebalance runs inside Poll. On assignment it starts each partition at
+// its committed offset (every record before it is in a durable file) and
+// indexes the lake's files so records read again are skipped; on revocation
+// it publishes the open files within the put budget, before the partition
+// can go to another member (the eager protocol waits for us that long), or
+// drops them when the assignment was lost (another member may own the
+// partition already).
 func (a *Archiver) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 	switch e := ev.(type) {
 	case kafka.AssignedPartitions:
@@ -30,6 +32,7 @@ func (a *Archiver) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 			return a.cbErr
 		}
 		a.joined.Store(true)
+		a.paused = false // a new assignment starts fetching
 		a.owned.Store(int32(len(a.parts)))
 		a.m.Partitions.Set(float64(len(a.parts)))
 	case kafka.RevokedPartitions:
@@ -46,7 +49,7 @@ func (a *Archiver) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 func (a *Archiver) assign(tps []kafka.TopicPartition) ([]kafka.TopicPartition, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	objs, err := a.lake.List(ctx, a.cfg.Topic+"/")
+	objs, err := a.lake.List(ctx, lake.TopicPrefix(a.cfg.Topic))
 	if err != nil {
 		return nil, fmt.Errorf("resume from the lake: %w", err)
 	}
@@ -57,8 +60,8 @@ func (a *Archiver) assign(tps []kafka.TopicPartition) ([]kafka.TopicPartition, e
 	res := ResumeFrom(a.cfg.Topic, keys)
 	committed, cerr := a.c.Committed(tps, 10_000)
 	if cerr != nil {
-		// Files alone are a safe start: at worst records are read again.
-		a.log.Warn().Str("error", cerr.Error()).Msg("committed offsets unknown; resuming from the lake's files alone")
+		// Reading from the start is safe: the lake's files say what to skip.
+		a.log.Warn().Str("error", cerr.Error()).Msg("committed offsets unknown; reading from the start, skipping what the lake holds")
 		committed = nil
 	}
 	out := make([]kafka.TopicPartition, 0, len(tps))
@@ -70,27 +73,24 @@ func (a *Archiver) assign(tps []kafka.TopicPartition) ([]kafka.TopicPartition, e
 			}
 		}
 		start := int64(-1)
-		if next, ok := res.Next[tp.Partition]; ok {
-			start = next
-		}
-		if committed != nil && committed[i].Offset >= 0 && int64(committed[i].Offset) > start {
+		if committed != nil && committed[i].Offset >= 0 {
 			start = int64(committed[i].Offset)
 		}
 		tp.Offset = kafka.OffsetBeginning
 		if start >= 0 {
 			tp.Offset = kafka.Offset(start)
 		}
-		a.parts[tp.Partition] = &partition{durable: start}
+		p := newPartition(tp.Partition, start, res.Files[tp.Partition])
+		a.parts[tp.Partition] = p
 		out = append(out, tp)
-		a.log.Info().Int32("partition", tp.Partition).Int64("start_offset", start).Msg("partition assigned")
+		a.log.Info().Int32("partition", tp.Partition).Int64("start_offset", start).Int("files_to_skip", p.inLake.count()).Msg("partition assigned")
 	}
-	a.log.Info().Int("files_in_lake", res.Files).Int("partitions", len(out)).Msg("resumed from the lake")
+	a.log.Info().Int("files_in_lake", res.Count()).Int("partitions", len(out)).Msg("resumed from the lake")
 	return out, nil
 }
 
 func (a *Archiver) revoke(tps []kafka.TopicPartition, lost bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Shutdown)
-	defer cancel()
+	var parts, gone []*partition
 	for _, tp := range tps {
 		p := a.parts[tp.Partition]
 		if p == nil {
@@ -98,20 +98,32 @@ func (a *Archiver) revoke(tps []kafka.TopicPartition, lost bool) {
 		}
 		delete(a.parts, tp.Partition)
 		a.m.Lag.DeleteLabelValues(fmt.Sprint(tp.Partition))
-		if p.open == nil {
-			continue
-		}
-		if lost || p.open.broken {
-			a.log.Warn().Int32("partition", tp.Partition).Bool("lost", lost).Msg("open file dropped; its records will be read again")
-			p.open.discard()
-			continue
-		}
-		if err := a.roll(ctx, tp.Partition, p); err != nil {
-			if errors.Is(err, lake.ErrDifferentContent) {
-				a.cbErr = err
+		if lost {
+			// Another member may own the partition already: nothing of it
+			// may reach the lake from here any more.
+			for _, f := range p.open {
+				a.drop(p, f)
 			}
-			a.log.Warn().Int32("partition", tp.Partition).Str("error", err.Error()).Msg("open file not published at revocation; its records will be read again")
+			for u := range p.uploads {
+				u.cancel()
+			}
+			a.log.Warn().Int32("partition", tp.Partition).Msg("assignment lost; open files dropped, their records will be read again by the new owner")
+			gone = append(gone, p)
+			continue
 		}
+		parts = append(parts, p)
+	}
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := a.await(cancelled, gone); errors.Is(err, lake.ErrDifferentContent) {
+		a.cbErr = err
+	}
+	// Within half the rebalance timeout, so the group never moves a
+	// partition while one of its files is still being put from here.
+	ctx, cancel := context.WithTimeout(context.Background(), a.revokeBudget)
+	defer cancel()
+	if err := a.release(ctx, parts); errors.Is(err, lake.ErrDifferentContent) {
+		a.cbErr = err
 	}
 }
 

@@ -14,34 +14,60 @@ import (
 	"github.com/userstream/userstream/internal/e2e"
 	"github.com/userstream/userstream/internal/lakeaudit"
 	"github.com/userstream/userstream/internal/testenv"
+	"github.com/userstream/userstream/lakequery"
 )
 
 // lakeStack is a fault stack with a lake and a watcher on it from the start.
 type lakeStack struct {
 	*stack
-	root  string
+	url   string   // LAKE_URL
+	env   []string // what else the archivers' environment holds (credentials)
+	store lakeaudit.Store
 	watch *lakeaudit.Watcher
+	where string // "file" or "S3", for the report
 }
 
 func newLakeStack(t *testing.T) *lakeStack { return lakeOn(t, newStack(t)) }
 
-// lakeOn adds a lake to a stack made elsewhere (inBothModes).
+// lakeOn adds a file:// lake to a stack made elsewhere (inBothModes).
 func lakeOn(t *testing.T, st *stack) *lakeStack {
-	s := &lakeStack{stack: st, root: t.TempDir()}
-	s.watch = lakeaudit.Watch(t, s.root, s.topic)
+	root := t.TempDir()
+	return watched(t, &lakeStack{stack: st, url: "file://" + root, store: lakeaudit.Dir(root), where: "file"})
+}
+
+// s3LakeOn adds a lake under prefix in bucket, on an S3 server reached at
+// endpoint (the server's own address, or a proxy's), read back by the
+// audit from the server itself.
+func s3LakeOn(t *testing.T, st *stack, server string, b testenv.Bucket, endpoint, prefix string) *lakeStack {
+	url := testenv.Bucket{Endpoint: endpoint, Name: b.Name}.URL(prefix)
+	store := lakeaudit.S3{Endpoint: server, AccessKey: testenv.S3AccessKey, SecretKey: testenv.S3SecretKey, Bucket: b.Name, Prefix: prefix}
+	return watched(t, &lakeStack{stack: st, url: url, env: testenv.S3Env(), store: store, where: "S3"})
+}
+
+func watched(t *testing.T, s *lakeStack) *lakeStack {
+	s.watch = lakeaudit.Watch(t, s.store, s.topic)
 	return s
 }
 
 // archiver starts an archiver process on the stack's lake; its health and
 // metrics listen on port. Files roll every second or 500 events, and a
 // vanished member leaves the group after 6 s, or 10 s during a rebalance.
-func (s *lakeStack) archiver(port int) *e2e.Process {
+func (s *lakeStack) archiver(port int, extraEnv ...string) *e2e.Process {
 	s.t.Helper()
-	return e2e.Start(s.t, "archiver", testenv.Bin(s.t, "archiver"), []string{
-		"KAFKA_BOOTSTRAP_SERVERS=" + s.broker.Addr(), "KAFKA_TOPIC=" + s.topic, "LAKE_URL=file://" + s.root,
+	env := append([]string{
+		"KAFKA_BOOTSTRAP_SERVERS=" + s.broker.Addr(), "KAFKA_TOPIC=" + s.topic, "LAKE_URL=" + s.url,
 		"ROLL_AGE=1s", "ROLL_EVENTS=500", "SPOOL_DIR=" + s.t.TempDir(), "KAFKA_PROPERTY_SESSION_TIMEOUT_MS=6000", "KAFKA_PROPERTY_MAX_POLL_INTERVAL_MS=10000",
 		fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", port),
-	}, "run")
+	}, s.env...)
+	return e2e.Start(s.t, "archiver", testenv.Bin(s.t, "archiver"), append(env, extraEnv...), "run")
+}
+
+// on names the store in a scenario's name: "" for a folder.
+func (s *lakeStack) on() string {
+	if s.where == "file" {
+		return ""
+	}
+	return ", lake on " + s.where
 }
 
 // finishLake waits for the load and for the topic to hold every row (the
@@ -58,18 +84,22 @@ func (s *lakeStack) finishLake(name string, load *e2e.Load, note string) {
 	if topic := e2e.Audit(s.t, s.broker.Addr(), s.topic, s.pool, 5*time.Minute); !topic.Clean() || topic.Missing > 0 || topic.Orphans > 0 {
 		s.t.Fatalf("%s: the topic itself is incomplete (%s): the lake cannot be judged", name, topic)
 	}
-	visible := lakeaudit.WaitCovered(s.t, s.root, s.broker.Addr(), s.topic, 3*time.Minute)
-	files := lakeaudit.Files(s.t, s.root, s.topic)
+	visible := lakeaudit.WaitCovered(s.t, s.store, s.broker.Addr(), s.topic, 3*time.Minute)
+	files := lakeaudit.Files(s.t, s.store, s.topic)
 	if gaps := lakeaudit.Gaps(files, visible); len(gaps) > 0 {
 		s.t.Errorf("%s: offsets not in exactly one file: %v", name, gaps)
 	}
 	rep := s.lakeReport()
+	// What a user's count(*) says: each user once, in both delivery modes.
+	if n := lakeaudit.Count(s.t, s.store, s.topic, "SELECT count(*) FROM "+lakequery.View(s.topic)); n != int64(rep.Inserted-rep.Missing) {
+		s.t.Errorf("%s: SELECT count(*) FROM %s says %d; the lake holds %d distinct users", name, lakequery.View(s.topic), n, rep.Inserted-rep.Missing)
+	}
 	s.watch.Stop()
 	seen, changed, partial := s.watch.Report()
 	if len(changed) > 0 || len(partial) > 0 {
 		s.t.Errorf("%s: files changed after they appeared %v; partial files visible to readers %v", name, changed, partial)
 	}
-	note = fmt.Sprintf("lake read with DuckDB: %d files, %d seen changing, %d partial seen; %s", seen, len(changed), len(partial), note)
+	note = fmt.Sprintf("lake (%s) read with DuckDB: %d files, %d seen changing, %d partial seen; %s", s.where, seen, len(changed), len(partial), note)
 	results.Lock()
 	results.rows = append(results.rows, result{Scenario: name, Delivery: s.mode(), Postgres: pgMajor(), Report: rep, Note: note})
 	results.Unlock()
@@ -106,7 +136,7 @@ func (s *lakeStack) lakeReport() e2e.Report {
 	rs.Close()
 	rep := e2e.Report{Inserted: len(users)}
 	firstCEID := map[string]string{}
-	for _, r := range lakeaudit.Rows(s.t, s.root, s.topic) {
+	for _, r := range lakeaudit.Rows(s.t, s.store, s.topic) {
 		rep.Records++
 		if name, ok := users[r.Key]; !ok || name != r.Username {
 			rep.Invalid++
@@ -135,9 +165,12 @@ func TestArchiverSIGKILLedUnderLoadLosesNothingAndNoFileChanges(t *testing.T) {
 	inBothModes(t, archiverKills)
 }
 
-func archiverKills(t *testing.T, st *stack) {
+func archiverKills(t *testing.T, st *stack) { kills(t, lakeOn(t, st)) }
+
+// kills SIGKILLs the archiver again and again under load, each time at a
+// random moment of a roll interval, and restarts it.
+func kills(t *testing.T, s *lakeStack) {
 	sc := size()
-	s := lakeOn(t, st)
 	s.streamer(0)
 	a := s.archiver(0)
 	// The load runs until every kill is done, so each one lands under load.
@@ -157,7 +190,7 @@ func archiverKills(t *testing.T, st *stack) {
 	}
 	time.Sleep(2 * time.Second)
 	load.Stop()
-	s.finishLake(fmt.Sprintf("archiver SIGKILL ×%d under load", sc.kills), load,
+	s.finishLake(fmt.Sprintf("archiver SIGKILL ×%d under load%s", sc.kills, s.on()), load,
 		fmt.Sprintf("each restart resumed from the lake's files; the slowest wrote its first file %s after its start", worst.Round(100*time.Millisecond)))
 }
 

@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
@@ -36,43 +37,93 @@ type Lake struct {
 	local  string // the root folder for file:// lakes, "" otherwise
 }
 
+// Schemes are the lake URL schemes Open accepts.
+var Schemes = []string{"file", "s3", "gs", "azblob"}
+
 // Open opens the lake at rawURL. For file:// (file:///abs/path, or
 // file://rel/path relative to the working directory) the folder is created when
 // missing, no attribute sidecar files are written and temporary files are
-// made next to their final name (so the rename never crosses a device).
+// made next to their final name (so the rename never crosses a device). For
+// s3://bucket/prefix, gs://bucket/prefix and azblob://container/prefix the
+// path after the bucket is a key prefix: two lakes under two prefixes of one
+// bucket never see each other's files. Any other form is refused.
 func Open(ctx context.Context, rawURL string) (*Lake, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Scheme == "" {
 		return nil, fmt.Errorf("open lake: %s is not a URL such as file:///var/lake or s3://bucket/prefix", Describe(rawURL))
 	}
 	l := &Lake{}
-	if u.Scheme == "file" {
-		// file:///abs/path, or file://rel/path and file://./rel/path for a
-		// folder relative to the working directory.
-		local := u.Path
-		if u.Host != "" && u.Host != "localhost" {
-			local = u.Host + u.Path
+	switch u.Scheme {
+	case "file":
+		if u, err = l.openLocal(u, rawURL); err != nil {
+			return nil, err
 		}
-		if local == "" {
-			return nil, fmt.Errorf("open lake: %s names no folder", Describe(rawURL))
+	case "s3", "gs", "azblob":
+		if u, err = withPrefix(u); err != nil {
+			return nil, fmt.Errorf("open lake %s: %w", Describe(rawURL), err)
 		}
-		if l.local, err = filepath.Abs(local); err != nil {
-			return nil, fmt.Errorf("open lake: %w", err)
-		}
-		if err := os.MkdirAll(l.local, 0o755); err != nil {
-			return nil, fmt.Errorf("open lake: %w", err)
-		}
-		q := u.Query()
-		q.Set("metadata", "skip")
-		q.Set("no_tmp_dir", "true")
-		u = &url.URL{Scheme: "file", Path: filepath.ToSlash(l.local), RawQuery: q.Encode()}
+	default:
+		return nil, fmt.Errorf("open lake %s: the scheme %q is not one of %s", Describe(rawURL), u.Scheme, strings.Join(Schemes, ", "))
 	}
 	b, err := blob.OpenBucket(ctx, u.String())
 	if err != nil {
-		return nil, fmt.Errorf("open lake %s://%s: %w", u.Scheme, u.Host, err)
+		return nil, fmt.Errorf("open lake %s: %w", Describe(rawURL), err)
 	}
 	l.bucket = b
 	return l, nil
+}
+
+// openLocal checks a file:// URL, makes its folder and returns the URL
+// fileblob is opened with.
+func (l *Lake) openLocal(u *url.URL, rawURL string) (*url.URL, error) {
+	// file:///abs/path, or file://rel/path and file://./rel/path for a
+	// folder relative to the working directory.
+	local := u.Path
+	if u.Host != "" && u.Host != "localhost" {
+		local = u.Host + u.Path
+	}
+	if local == "" {
+		return nil, fmt.Errorf("open lake: %s names no folder", Describe(rawURL))
+	}
+	if len(u.Query()) > 0 {
+		return nil, fmt.Errorf("open lake %s: a file:// lake takes no query parameters", Describe(rawURL))
+	}
+	var err error
+	if l.local, err = filepath.Abs(local); err != nil {
+		return nil, fmt.Errorf("open lake: %w", err)
+	}
+	if err := os.MkdirAll(l.local, 0o755); err != nil {
+		return nil, fmt.Errorf("open lake: %w", err)
+	}
+	q := url.Values{}
+	q.Set("metadata", "skip")
+	q.Set("no_tmp_dir", "true")
+	return &url.URL{Scheme: "file", Path: filepath.ToSlash(l.local), RawQuery: q.Encode()}, nil
+}
+
+// withPrefix turns the path of an object-store URL into gocloud's prefix
+// parameter: its drivers open the bucket named by the host and would
+// otherwise ignore the path.
+func withPrefix(u *url.URL) (*url.URL, error) {
+	if u.Host == "" {
+		return nil, errors.New("no bucket named: write s3://bucket/prefix (or gs://, azblob://)")
+	}
+	q := u.Query()
+	if q.Has("prefix") {
+		return nil, errors.New("give the prefix as the URL's path (s3://bucket/prefix), not as ?prefix=")
+	}
+	prefix := strings.Trim(u.Path, "/")
+	for _, seg := range strings.Split(prefix, "/") {
+		if prefix != "" && (seg == "" || seg == "." || seg == "..") {
+			return nil, fmt.Errorf("the prefix %q has an empty, . or .. segment", prefix)
+		}
+	}
+	if prefix != "" {
+		q.Set("prefix", prefix+"/")
+	}
+	out := *u
+	out.Path, out.RawPath, out.RawQuery = "", "", q.Encode()
+	return &out, nil
 }
 
 // Close releases the bucket.
@@ -143,7 +194,7 @@ func (l *Lake) putLocal(ctx context.Context, key string, src io.Reader) (int64, 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return 0, fmt.Errorf("put %s: %w", key, err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(final)+".*.tmp")
+	tmp, err := os.CreateTemp(dir, tempPattern(filepath.Base(final)))
 	if err != nil {
 		return 0, fmt.Errorf("put %s: %w", key, err)
 	}

@@ -102,10 +102,22 @@ func TestALakeURLIsDescribedWithoutCredentialsOrQuery(t *testing.T) {
 	}
 }
 
-func TestAURLWithoutAFolderOrSchemeIsRefused(t *testing.T) {
-	for _, u := range []string{"", "/var/lake", "file://"} {
-		if _, err := lake.Open(context.Background(), u); err == nil {
-			t.Errorf("Open(%q) succeeded", u)
+func TestALakeURLTheArchiverCannotHonourIsRefusedSayingWhy(t *testing.T) {
+	for u, why := range map[string]string{
+		"":                            "not a URL",
+		"/var/lake":                   "not a URL",
+		"file://":                     "names no folder",
+		"file:///var/lake?prefix=x/":  "no query parameters",
+		"s3:///prod":                  "no bucket",
+		"s3://bucket/prod?prefix=x/":  "as the URL's path",
+		"gs://bucket/a//b":            "empty, . or .. segment",
+		"azblob://container/../other": "empty, . or .. segment",
+		"mem://":                      "not one of file, s3, gs, azblob",
+		"ftp://host/lake":             "not one of file, s3, gs, azblob",
+	} {
+		_, err := lake.Open(context.Background(), u)
+		if err == nil || !strings.Contains(err.Error(), why) {
+			t.Errorf("Open(%q): %v, want an error saying %q", u, err, why)
 		}
 	}
 }

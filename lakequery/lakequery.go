@@ -1,7 +1,10 @@
-// Package lakequery opens the lake with DuckDB: one view per archived topic,
-// over every Parquet file in it with Hive partitioning (event_date) and
-// columns merged by name across contract versions. Only this package and
-// cmd/lakequery link DuckDB; the streamer, the API and the archiver do not.
+// Package lakequery opens the lake with DuckDB: two views per archived
+// topic over every Parquet file in it, with Hive partitioning (event_date)
+// and columns merged by name across contract versions. View(topic) holds
+// each event once (the first copy by partition and offset of every ce_id),
+// so counts are right whatever the delivery mode; AllRows(topic) holds every
+// row as stored, copies included. Only this package and cmd/lakequery link
+// DuckDB; the streamer, the API and the archiver do not.
 package lakequery
 
 import (
@@ -15,37 +18,42 @@ import (
 	"strings"
 
 	_ "github.com/duckdb/duckdb-go/v2" // the "duckdb" database/sql driver
+
+	"github.com/userstream/userstream/lake"
 )
 
 // ErrEmpty means the lake holds no file of the topic yet.
 var ErrEmpty = errors.New("the lake holds no Parquet file of this topic yet")
 
-// Root turns a file:// lake URL (as the archiver takes it) into its folder.
-// DuckDB reads object stores through its httpfs extension, which is not
-// bundled: point it at s3:// yourself (see the README).
-func Root(lakeURL string) (string, error) {
+// Local turns a file:// lake URL (as the archiver takes it) into its folder;
+// ok is false for object stores, which are read through a local mirror.
+func Local(lakeURL string) (root string, ok bool, err error) {
 	u, err := url.Parse(lakeURL)
-	if err != nil || u.Scheme != "file" {
-		return "", errors.New("lake URL: lakequery reads file:// lakes (file:///path/to/lake)")
+	if err != nil {
+		return "", false, fmt.Errorf("lake URL %s: %w", lake.Describe(lakeURL), err)
+	}
+	if u.Scheme != "file" {
+		return "", false, nil
 	}
 	local := u.Path
 	if u.Host != "" && u.Host != "localhost" {
 		local = u.Host + u.Path
 	}
-	return filepath.Abs(local)
+	root, err = filepath.Abs(local)
+	return root, true, err
 }
 
-// View is the name of the view over topic: users.created → users_created.
+// View is the name of the deduplicated view over topic: users.created →
+// users_created.
 func View(topic string) string { return strings.NewReplacer(".", "_", "-", "_").Replace(topic) }
 
-// Glob is the pattern of topic's files under root: temporary files of a put
-// in progress end in .tmp and never match it.
-func Glob(root, topic string) string {
-	return filepath.ToSlash(filepath.Join(root, topic)) + "/**/*.parquet"
-}
+// AllRows is the name of the view over every stored row of topic,
+// duplicates included: users.created → users_created_all.
+func AllRows(topic string) string { return View(topic) + "_all" }
 
-// Open returns an in-memory DuckDB with the view View(topic) over the lake
-// at root. It fails with ErrEmpty while no file exists.
+// Open returns an in-memory DuckDB with the views View(topic) and
+// AllRows(topic) over the lake's files under the folder root. It fails with
+// ErrEmpty while no file exists.
 func Open(ctx context.Context, root, topic string) (*sql.DB, error) {
 	if _, err := os.Stat(filepath.Join(root, topic)); errors.Is(err, os.ErrNotExist) {
 		return nil, ErrEmpty
@@ -54,15 +62,23 @@ func Open(ctx context.Context, root, topic string) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open duckdb: %w", err)
 	}
-	db.SetMaxOpenConns(1) // one in-memory database, one connection: the view stays visible
-	q := fmt.Sprintf(`CREATE VIEW %s AS SELECT * FROM read_parquet('%s', hive_partitioning = true, union_by_name = true)`,
-		View(topic), strings.ReplaceAll(Glob(root, topic), "'", "''"))
-	if _, err := db.ExecContext(ctx, q); err != nil {
-		db.Close()
-		if strings.Contains(err.Error(), "No files found") {
-			return nil, ErrEmpty
+	db.SetMaxOpenConns(1) // one in-memory database, one connection: the views stay visible
+	glob := filepath.ToSlash(filepath.Join(root, filepath.FromSlash(lake.Glob(topic))))
+	for _, q := range []string{
+		fmt.Sprintf(`CREATE VIEW %s AS SELECT * FROM read_parquet('%s', hive_partitioning = true, union_by_name = true)`,
+			AllRows(topic), strings.ReplaceAll(glob, "'", "''")),
+		// An at-least-once streamer may write an event twice, into two
+		// files; every copy has the same ce_id, and the first one stays.
+		fmt.Sprintf(`CREATE VIEW %s AS SELECT * FROM %s QUALIFY row_number() OVER (PARTITION BY ce_id ORDER BY kafka_partition, kafka_offset) = 1`,
+			View(topic), AllRows(topic)),
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			db.Close()
+			if strings.Contains(err.Error(), "No files found") {
+				return nil, ErrEmpty
+			}
+			return nil, fmt.Errorf("create the views of %s: %w", topic, err)
 		}
-		return nil, fmt.Errorf("create view %s: %w", View(topic), err)
 	}
 	return db, nil
 }

@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_deps
+ensure_weed # the archiver scenarios on S3 start their own SeaweedFS
 work=$(mktemp -d /tmp/userstream-faults.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 build_programs "$work/bin"

@@ -169,12 +169,64 @@ build_programs() { go build -tags "$(go_tags)" -o "$1/" ./cmd/...; }
 # ensure_test_deps installs what only the tests need: promtool (Debian package
 # prometheus) for the alert rules' checks and unit tests, and Debian's
 # python3-confluent-kafka for the Python consumer test (it runs
-# /usr/bin/python3, Debian's interpreter, which that package serves).
+# /usr/bin/python3, Debian's interpreter, which that package serves), and
+# SeaweedFS, the lake's S3 server.
 ensure_test_deps() {
 	local missing=()
 	command -v promtool >/dev/null || missing+=(prometheus)
 	[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import confluent_kafka' 2>/dev/null || missing+=(python3-confluent-kafka)
 	if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+	ensure_weed
+}
+
+# SeaweedFS is the S3-compatible server the lake's tests write to: a real
+# object store (conditional puts, multipart uploads, listings, signed
+# requests), built from the Go module proxy at a pinned version, whose
+# checksum the Go checksum database verifies. Its go.mod has replace
+# directives, so it is built as its own main module, once per machine.
+SEAWEEDFS_VERSION=v0.0.0-20261109003541-7506e5f91cd6
+
+# weed_bin prints where the pinned weed binary lives.
+weed_bin() {
+	local base=/var/cache/userstream
+	[ "$(id -u)" -eq 0 ] || base="${XDG_CACHE_HOME:-$HOME/.cache}/userstream"
+	echo "$base/weed/$SEAWEEDFS_VERSION/weed"
+}
+
+# ensure_weed builds the pinned SeaweedFS when it is missing (a few minutes
+# and about 2 GB of modules the first time; quick afterwards).
+ensure_weed() {
+	local bin; bin=$(weed_bin)
+	[ -x "$bin" ] && return 0
+	log "building SeaweedFS $SEAWEEDFS_VERSION (the S3 server of the lake's tests; once per machine)..."
+	local dir src
+	dir=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "github.com/seaweedfs/seaweedfs@$SEAWEEDFS_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	[ -n "$dir" ] && [ -d "$dir" ] || die "could not download SeaweedFS $SEAWEEDFS_VERSION"
+	src=$(mktemp -d /tmp/seaweedfs-src.XXXXXX)
+	cp -r "$dir/." "$src/" && chmod -R u+w "$src"
+	mkdir -p "$(dirname "$bin")"
+	(cd "$src" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$bin.tmp" ./weed) || { rm -rf "$src"; die "could not build SeaweedFS"; }
+	mv "$bin.tmp" "$bin"
+	rm -rf "$src"
+}
+
+# s3_start DIR PORT: a SeaweedFS server (master, volume, filer and S3
+# gateway in one process) with data under DIR, its S3 API on 127.0.0.1:PORT
+# and one identity, userstream-test / userstream-test-secret (tests only).
+# The other components take free ports. Prints the pid.
+s3_start() {
+	local dir=$1 port=$2
+	mkdir -p "$dir/data"
+	cat >"$dir/s3.json" <<'JSON'
+{"identities":[{"name":"userstream-test","credentials":[{"accessKey":"userstream-test","secretKey":"userstream-test-secret"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
+JSON
+	"$(weed_bin)" server -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+		-master.port="$(free_port)" -master.port.grpc="$(free_port)" -master.volumeSizeLimitMB=8 \
+		-volume.port="$(free_port)" -volume.port.grpc="$(free_port)" -volume.max=1000 \
+		-filer.port="$(free_port)" -filer.port.grpc="$(free_port)" \
+		-s3 -s3.port="$port" -s3.port.grpc="$(free_port)" -s3.config="$dir/s3.json" \
+		-metricsPort=0 >"$dir/weed.log" 2>&1 &
+	echo $!
 }
 
 # as_pg runs a command as the cluster's owner: postgres when we are root

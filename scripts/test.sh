@@ -24,7 +24,8 @@ fi
 
 work=$(mktemp -d /tmp/userstream-test.XXXXXX)
 chmod 755 "$work"
-trap 'private_stack_stop; rm -rf "$work"' EXIT
+s3_pid=""
+trap 'private_stack_stop; [ -z "$s3_pid" ] || kill "$s3_pid" 2>/dev/null; rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 
 log "== starting a private PostgreSQL ($(pg_bin)) and ${KAFKA_BOOTSTRAP_SERVERS:+the Kafka at }${KAFKA_BOOTSTRAP_SERVERS:-a private devkafka broker}"
@@ -32,6 +33,10 @@ PG_FAST=1 private_stack_start "$work"
 export USERSTREAM_TEST_DATABASE_URL="$STACK_DSN"
 export USERSTREAM_TEST_BIN="$work/bin"
 export USERSTREAM_TEST_KAFKA="$STACK_KAFKA"
+# The lake's tests write to a real S3 server too (SeaweedFS).
+s3_port=$(free_port)
+s3_pid=$(s3_start "$work/s3" "$s3_port")
+export USERSTREAM_TEST_S3="127.0.0.1:$s3_port"
 
 log "== go test -race ./..."
 go test -race -count=1 -timeout 18m ${GOTESTFLAGS:-} ${PKGS:-./...}

@@ -1,24 +1,28 @@
 // Command lakequery runs SQL over the archiver's lake with DuckDB. The lake's
-// topic is a view (users.created → users_created) over every Parquet file,
-// with event_date from the Hive partition folders.
+// topic is a view (users.created → users_created, each event once; every
+// stored row in users_created_all) over every Parquet file, with event_date
+// from the Hive partition folders. LAKE_URL takes the archiver's forms: a
+// file:// lake is read in place; an object store's files are mirrored into a
+// local cache first (they are immutable, so each is fetched once).
 //
 //	lakequery [--lake-url file://.data/lake] "SELECT country_code, count(*) FROM users_created GROUP BY 1"
 package main
 
 import (
 	"context"
-	"database/sql"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
-	"text/tabwriter"
-	"time"
 
 	"github.com/userstream/userstream/internal/envflag"
+	"github.com/userstream/userstream/lake"
+	_ "github.com/userstream/userstream/lake/objectstores"
 	"github.com/userstream/userstream/lakequery"
 )
 
@@ -43,8 +47,9 @@ func NewMain() *Main { return &Main{Out: os.Stdout} }
 // Run runs the SQL in the arguments and prints the rows as aligned columns.
 func (m *Main) Run(ctx context.Context, args []string) error {
 	fs := envflag.New("lakequery")
-	lakeURL := fs.String("lake-url", "LAKE_URL", "file://lake", "the archiver's lake (file:// only)")
+	lakeURL := fs.String("lake-url", "LAKE_URL", "file://lake", "the archiver's lake: file:///path, s3://bucket/prefix?…, gs://bucket/prefix, azblob://container/prefix")
 	topic := fs.String("topic", "KAFKA_TOPIC", "users.created", "archived topic; its view is named after it with _ for .")
+	cacheDir := fs.String("cache-dir", "LAKE_CACHE_DIR", "", "where an object store's files are mirrored (default: the user's cache folder)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -52,13 +57,13 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	if q == "" {
 		return fmt.Errorf("no SQL given: lakequery \"SELECT count(*) FROM %s\"", lakequery.View(*topic))
 	}
-	root, err := lakequery.Root(*lakeURL)
+	root, err := localRoot(ctx, *lakeURL, *topic, *cacheDir)
 	if err != nil {
 		return err
 	}
 	db, err := lakequery.Open(ctx, root, *topic)
 	if errors.Is(err, lakequery.ErrEmpty) {
-		return fmt.Errorf("%s: %w (the archiver writes a file once per roll interval)", root, err)
+		return fmt.Errorf("%s: %w (the archiver writes a file once per roll interval)", lake.Describe(*lakeURL), err)
 	}
 	if err != nil {
 		return err
@@ -69,58 +74,34 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return fmt.Errorf("query: %w", err)
 	}
 	defer rows.Close()
-	return print(m.Out, rows)
+	return lakequery.Print(m.Out, rows)
 }
 
-func print(out io.Writer, rows *sql.Rows) error {
-	types, err := rows.ColumnTypes()
+// localRoot is the folder DuckDB reads: the lake itself for file://, else
+// a mirror of the topic's files in the cache, brought up to date now.
+func localRoot(ctx context.Context, lakeURL, topic, cacheDir string) (string, error) {
+	root, local, err := lakequery.Local(lakeURL)
+	if err != nil || local {
+		return root, err
+	}
+	l, err := lake.Open(ctx, lakeURL)
 	if err != nil {
-		return err
+		return "", err
 	}
-	cols := make([]string, len(types))
-	for i, ct := range types {
-		cols[i] = ct.Name()
-	}
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(cols, "\t"))
-	vals := make([]any, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	n := 0
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			return fmt.Errorf("read row: %w", err)
+	defer l.Close()
+	if cacheDir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return "", fmt.Errorf("no cache folder (set LAKE_CACHE_DIR): %w", err)
 		}
-		cells := make([]string, len(vals))
-		for i, v := range vals {
-			cells[i] = cell(v, types[i].DatabaseTypeName())
-		}
-		fmt.Fprintln(tw, strings.Join(cells, "\t"))
-		n++
+		cacheDir = filepath.Join(base, "userstream", "lake")
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("query: %w", err)
+	// One folder per lake (the described URL has no credentials).
+	dir := filepath.Join(cacheDir, fmt.Sprintf("%x", sha256.Sum256([]byte(lake.Describe(lakeURL))))[:16])
+	n, err := l.Mirror(ctx, topic, dir)
+	if err != nil {
+		return "", err
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "(%d rows)\n", n)
-	return nil
-}
-
-func cell(v any, dbType string) string {
-	switch x := v.(type) {
-	case nil:
-		return "NULL"
-	case time.Time:
-		if dbType == "DATE" {
-			return x.Format(time.DateOnly)
-		}
-		return x.UTC().Format("2006-01-02 15:04:05.999999Z07:00")
-	case []byte:
-		return string(x)
-	}
-	return fmt.Sprint(v)
+	fmt.Fprintf(os.Stderr, "lakequery: %d new files fetched from %s into %s\n", n, lake.Describe(lakeURL), dir)
+	return dir, nil
 }
