@@ -18,11 +18,11 @@ import (
 // between live events). Everything before the first offset of the oldest
 // open file is durable in the lake: that is the offset to commit.
 type partition struct {
-	id     int32
+	id      int32
 	open    map[string]*openFile // by event date
 	uploads map[*upload]struct{} // finished files on their way into the lake
 	inLake  inLake               // files present at assignment, to skip a replay
-	next   int64                // offset after the last record read; the start before any (-1: the partition's start)
+	next    int64                // offset after the last record read; the start before any (-1: the partition's start)
 	// unpublished is the lowest first offset of a file dropped or not
 	// published (-1: none): the low water mark never passes it.
 	unpublished int64

@@ -65,4 +65,3 @@ func TestATemporaryFileNamesTheFileItWasWrittenFor(t *testing.T) {
 		t.Errorf("the readers' glob misses %q", final)
 	}
 }
-
