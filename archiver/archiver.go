@@ -54,10 +54,11 @@ type Archiver struct {
 	seq       uint64               // counts records added, to find the least recently used file
 	cbErr     error                // an error from the rebalance callback, seen after Poll
 
-	uploaders    sync.WaitGroup
-	uploaded     chan *upload  // uploads done, for the poll loop
-	slots        chan struct{} // puts under way
-	revokeBudget time.Duration // how long a revocation may wait for the lake: half of max.poll.interval.ms
+	uploaders      sync.WaitGroup
+	uploaded       chan *upload  // uploads done, for the poll loop
+	slots          chan struct{} // puts under way
+	revokeBudget   time.Duration // how long a revocation starts puts: half of max.poll.interval.ms
+	requestTimeout time.Duration // one request to the lake: max.poll.interval.ms
 
 	joined  atomic.Bool
 	kafkaOK atomic.Bool
@@ -76,7 +77,8 @@ func New(cfg Config, l *lake.Lake, schemas map[string]*eventfile.Schema, log zer
 	}
 	a := &Archiver{cfg: cfg, lake: l, schemas: schemas, log: log, m: m, parts: map[int32]*partition{},
 		uploaded: make(chan *upload, 64), slots: make(chan struct{}, maxUploads)}
-	a.revokeBudget = min(cfg.Shutdown, a.maxPollInterval()/2)
+	a.requestTimeout = a.maxPollInterval()
+	a.revokeBudget = min(cfg.Shutdown, a.requestTimeout/2)
 	return a
 }
 

@@ -16,7 +16,8 @@ type Metrics struct {
 	Duplicates    prometheus.Counter
 	CommitErrors  prometheus.Counter
 	PutRetries    prometheus.Counter
-	PutFailures   prometheus.Counter
+	Abandoned     prometheus.Counter
+	Lost          prometheus.Counter
 	Skipped       prometheus.Counter
 	Evicted       prometheus.Counter
 	OpenFiles     prometheus.Gauge
@@ -50,8 +51,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		PutRetries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "userstream_archiver_put_retries_total", Help: "Failed puts into the lake that were retried.",
 		}),
-		PutFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "userstream_archiver_put_failures_total", Help: "Puts into the lake given up (after their retries, or out of time); the file's records are read again.",
+		Abandoned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "userstream_archiver_puts_abandoned_total", Help: "Files not put because their partition was revoked or the archiver stopped first; their records are read again by the next owner.",
+		}),
+		Lost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "userstream_archiver_assignments_lost_total", Help: "Times the group gave this member's partitions away because it stalled past max.poll.interval.ms.",
 		}),
 		Skipped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "userstream_archiver_records_skipped_total", Help: "Records read again (after a crash, a lost commit or a rebalance) and skipped because a file in the lake holds them.",
@@ -76,7 +80,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	since := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "userstream_archiver_seconds_since_last_roll", Help: "Seconds since the last file was made durable (or since start).",
 	}, func() float64 { return time.Since(time.Unix(0, m.lastRollNanos.Load())).Seconds() })
-	reg.MustRegister(m.Read, m.Files, m.Bytes, m.Events, m.Duplicates, m.CommitErrors, m.PutRetries, m.PutFailures, m.Skipped, m.Evicted, m.OpenFiles, m.Uploading, m.Lag, m.Partitions, since)
+	reg.MustRegister(m.Read, m.Files, m.Bytes, m.Events, m.Duplicates, m.CommitErrors, m.PutRetries, m.Abandoned, m.Lost, m.Skipped, m.Evicted, m.OpenFiles, m.Uploading, m.Lag, m.Partitions, since)
 	return m
 }
 

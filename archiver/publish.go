@@ -17,6 +17,13 @@ const maxUploads = 4
 // upload is a finished file on its way into the lake, off the poll loop: a
 // slow or unreachable store never keeps the loop from polling, so the group
 // never takes a partition away while one of its files is being put.
+//
+// cancel stops an upload between requests, never during one: a request
+// cut off by the client may still complete on the server, and the file
+// would appear after the partition's next owner listed the lake, beside
+// the files it makes of the same records. A revocation therefore waits for
+// the requests under way (each bounded by the rebalance timeout) and stops
+// the rest.
 type upload struct {
 	p      *partition
 	f      *openFile
@@ -47,19 +54,26 @@ func (a *Archiver) roll(p *partition, f *openFile) error {
 }
 
 // put puts the finished file into the lake, retrying a failing store with
-// backoff until it takes it or ctx ends (the spooled file is kept, so
-// nothing is read again from Kafka). f is discarded either way.
-func (a *Archiver) put(ctx context.Context, f *openFile) error {
+// backoff until it takes it or stop ends (the spooled file is kept, so
+// nothing is read again from Kafka). stop is looked at between requests
+// only (see upload). f is discarded either way.
+func (a *Archiver) put(stop context.Context, f *openFile) error {
 	defer f.discard()
 	select {
 	case a.slots <- struct{}{}:
 		defer func() { <-a.slots }()
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-stop.Done():
+		return fmt.Errorf("put %s: %w", f.name.Key(), stop.Err())
 	}
 	backoff := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
+		if stop.Err() != nil {
+			return fmt.Errorf("put %s: %w", f.name.Key(), stop.Err())
+		}
+		// Past the rebalance timeout the partition is gone anyway.
+		ctx, cancel := context.WithTimeout(context.Background(), a.requestTimeout)
 		n, err := f.put(ctx, a.lake)
+		cancel()
 		if err == nil {
 			a.lakeOK.Store(true)
 			now := time.Now()
@@ -69,19 +83,15 @@ func (a *Archiver) put(ctx context.Context, f *openFile) error {
 				Dur("age", now.Sub(f.opened)).Msg("file written")
 			return nil
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("put %s: %w", f.name.Key(), ctx.Err())
-		}
 		a.lakeOK.Store(false)
 		if errors.Is(err, lake.ErrDifferentContent) {
-			a.m.PutFailures.Inc()
 			return err
 		}
 		a.m.PutRetries.Inc()
 		a.log.Warn().Str("file", f.name.Key()).Int("attempt", attempt).Str("error", err.Error()).Msg("lake put failed; retrying")
 		select {
-		case <-ctx.Done():
-			return fmt.Errorf("put %s: %w", f.name.Key(), ctx.Err())
+		case <-stop.Done():
+			return fmt.Errorf("put %s: %w", f.name.Key(), stop.Err())
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 10*time.Second)
@@ -101,7 +111,7 @@ func (a *Archiver) finished(u *upload) error {
 		if errors.Is(u.err, lake.ErrDifferentContent) {
 			return fmt.Errorf("partition %d: %w", u.p.id, u.err)
 		}
-		a.m.PutFailures.Inc()
+		a.m.Abandoned.Inc()
 		a.log.Warn().Int32("partition", u.p.id).Str("file", u.f.name.Key()).Str("error", u.err.Error()).
 			Msg("file not published; its records will be read again")
 		return nil
@@ -150,8 +160,8 @@ func (a *Archiver) release(ctx context.Context, parts []*partition) error {
 	return first
 }
 
-// await waits until no upload of parts is under way, cancelling those left
-// when ctx ends (a cancelled put returns at once).
+// await waits until no upload of parts is under way, stopping those left
+// when ctx ends: they return once their request under way, if any, is done.
 func (a *Archiver) await(ctx context.Context, parts []*partition) error {
 	var first error
 	for _, p := range parts {
@@ -236,6 +246,7 @@ func (a *Archiver) commit(p *partition) {
 // assignment makes it ready again.
 func (a *Archiver) lostAssignment() {
 	if a.joined.Swap(false) {
+		a.m.Lost.Inc()
 		a.log.Warn().Msg("assignment lost: the group gave this member's partitions away; their open files will be dropped and read again by the new owner")
 	}
 }

@@ -92,13 +92,14 @@ type config struct {
 
 func parseConfig(name string, args []string) (config, error) {
 	fs := envflag.New("archiver " + name)
-	lakeURL := fs.String("lake-url", "LAKE_URL", "file://lake", "where the Parquet files go: file:///path (or file://relative/path), s3://bucket/prefix?region=…, gs://bucket, azblob://container")
+	lakeURL := fs.String("lake-url", "LAKE_URL", "file://lake", "where the Parquet files go: file:///path (or file://relative/path), s3://bucket/prefix?region=…, gs://bucket/prefix, azblob://container/prefix")
 	topic := fs.String("topic", "KAFKA_TOPIC", "users.created", "Kafka topic to archive")
 	group := fs.String("group", "KAFKA_GROUP_ID", "userstream-archiver", "consumer group: archivers in one group split the partitions")
 	propsFile := fs.String("kafka-properties", "KAFKA_PROPERTIES_FILE", "", "librdkafka properties file (key=value lines), e.g. for SASL/TLS")
 	rollBytes := fs.Int("roll-bytes", "ROLL_BYTES", 128<<20, "roll a file before its estimated size passes this many bytes")
 	rollEvents := fs.Int("roll-events", "ROLL_EVENTS", 1_000_000, "roll a file at this many events")
 	rollAge := fs.Duration("roll-age", "ROLL_AGE", 5*time.Minute, "roll a file this long after its first event arrived")
+	openFiles := fs.Int("max-open-files", "MAX_OPEN_FILES", 16, "files filled at once, of every partition and event date together (each holds a row group in memory); the least recently written rolls to make room")
 	rowGroup := fs.Int("row-group-rows", "ROW_GROUP_ROWS", int(eventfile.DefaultRowGroupRows), "rows per Parquet row group (held in memory while it fills)")
 	spool := fs.String("spool-dir", "SPOOL_DIR", os.TempDir(), "local folder for the files being filled (unlinked at once, so a crash leaves nothing)")
 	shutdown := fs.Duration("shutdown-timeout", "SHUTDOWN_TIMEOUT", 30*time.Second, "how long SIGTERM may take to publish the open files")
@@ -109,9 +110,9 @@ func parseConfig(name string, args []string) (config, error) {
 	}
 	c := config{lakeURL: *lakeURL, topic: *topic, group: *group, spoolDir: *spool, shutdown: *shutdown,
 		metricsAddr: *metricsAddr, logLevel: *logLevel, kafkaPropsFile: *propsFile,
-		roll: archiver.Policy{MaxBytes: int64(*rollBytes), MaxEvents: int64(*rollEvents), MaxAge: *rollAge, RowGroupRows: int64(*rowGroup)}}
-	if c.roll.MaxBytes <= 0 || c.roll.MaxEvents <= 0 || c.roll.MaxAge <= 0 || c.roll.RowGroupRows <= 0 {
-		return c, errors.New("ROLL_BYTES, ROLL_EVENTS, ROLL_AGE and ROW_GROUP_ROWS must be positive")
+		roll: archiver.Policy{MaxBytes: int64(*rollBytes), MaxEvents: int64(*rollEvents), MaxAge: *rollAge, RowGroupRows: int64(*rowGroup), MaxOpenFiles: *openFiles}}
+	if c.roll.MaxBytes <= 0 || c.roll.MaxEvents <= 0 || c.roll.MaxAge <= 0 || c.roll.RowGroupRows <= 0 || c.roll.MaxOpenFiles <= 0 {
+		return c, errors.New("ROLL_BYTES, ROLL_EVENTS, ROLL_AGE, ROW_GROUP_ROWS and MAX_OPEN_FILES must be positive")
 	}
 	return c, nil
 }
@@ -151,7 +152,7 @@ func (m *Main) run(ctx context.Context, args []string) error {
 	}
 	srv := &http.Server{Handler: a.Handler(reg), ReadHeaderTimeout: 5 * time.Second}
 	log.Info().Str("lake", lake.Describe(c.lakeURL)).Str("topic", c.topic).Str("group", c.group).Str("kafka", props["bootstrap.servers"]).
-		Int64("roll_bytes", c.roll.MaxBytes).Int64("roll_events", c.roll.MaxEvents).Str("roll_age", c.roll.MaxAge.String()).
+		Int64("roll_bytes", c.roll.MaxBytes).Int64("roll_events", c.roll.MaxEvents).Str("roll_age", c.roll.MaxAge.String()).Int("max_open_files", c.roll.MaxOpenFiles).
 		Str("metrics_addr", ln.Addr().String()).Str("version", version).Str("c_allocator", jemalloc.Name).Msg("archiver starting")
 
 	g, gctx := errgroup.WithContext(ctx)
