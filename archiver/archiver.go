@@ -77,8 +77,12 @@ func New(cfg Config, l *lake.Lake, schemas map[string]*eventfile.Schema, log zer
 	}
 	a := &Archiver{cfg: cfg, lake: l, schemas: schemas, log: log, m: m, parts: map[int32]*partition{},
 		uploaded: make(chan *upload, 64), slots: make(chan struct{}, maxUploads)}
-	a.requestTimeout = a.maxPollInterval()
-	a.revokeBudget = min(cfg.Shutdown, a.requestTimeout/2)
+	// A revocation starts puts for a quarter of the rebalance timeout, and
+	// a put's request may take another quarter: the callback returns well
+	// within the timeout, so the group never hands a partition over while
+	// a request of ours may still land.
+	a.requestTimeout = a.maxPollInterval() / 4
+	a.revokeBudget = min(cfg.Shutdown, a.requestTimeout)
 	return a
 }
 
@@ -99,8 +103,8 @@ func (a *Archiver) consumerConfig() *kafka.ConfigMap {
 	// A topic that does not exist yet (the streamer creates it) is looked
 	// for again every 10 s rather than librdkafka's default 5 minutes.
 	// A member that dies during a rebalance holds its partitions until the
-	// rebalance timeout (max.poll.interval.ms): 60 s rather than 5 minutes,
-	// still above the longest a put with its retries may block the loop.
+	// rebalance timeout (max.poll.interval.ms): 60 s rather than 5 minutes.
+	// Puts run off the poll loop; one attempt may take a quarter of it.
 	cm := kafka.ConfigMap{"auto.offset.reset": "earliest", "log_level": 4, "topic.metadata.refresh.interval.ms": 10_000,
 		"max.poll.interval.ms": 60_000}
 	for k, v := range a.cfg.Properties {

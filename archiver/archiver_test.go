@@ -45,6 +45,9 @@ func TestTheLakeReadWithDuckDBHoldsEveryProducedEventOnceInImmutableFiles(t *tes
 	}
 
 	rows := lakeaudit.Rows(t, lakeaudit.Dir(root), topic)
+	if bad := lakeaudit.Misplaced(rows); len(bad) > 0 {
+		t.Errorf("rows in files whose names do not claim them: %v", bad)
+	}
 	byOffset := map[[2]int64]event{}
 	for i, e := range withDups {
 		byOffset[[2]int64{int64(e.partition), offsets[i]}] = e
@@ -156,4 +159,45 @@ func snapshot(t *testing.T, root string) map[string][]byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+func TestARecordTheLakeAlreadyHoldsEndsTheOpenFileOfItsDateSoNamesNeverOverlap(t *testing.T) {
+	t.Parallel()
+	bootstrap, topic, root := testenv.Kafka(t), testenv.Topic(t), t.TempDir()
+	createTopic(t, bootstrap, topic, 1)
+	produce(t, bootstrap, topic, events("holes", 10, 1, time.Date(2024, 5, 6, 8, 0, 0, 0, time.UTC)))
+	first := start(t, "file://"+root, bootstrap, topic, group(t), archiver.Policy{MaxEvents: 3, MaxAge: 300 * time.Millisecond})
+	lakeaudit.WaitCovered(t, lakeaudit.Dir(root), bootstrap, topic, time.Minute)
+	if err := first.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, root)
+	// Two files whose puts had not landed when their archiver died, while
+	// later ones had (puts run side by side and finish in any order).
+	var gone []string
+	for _, f := range lakeaudit.Files(t, lakeaudit.Dir(root), topic) {
+		if f.First == 0 || f.First == 6 {
+			gone = append(gone, f.Key)
+			if err := os.Remove(filepath.Join(root, filepath.FromSlash(f.Key))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(gone) != 2 {
+		t.Fatalf("files %v: want ones starting at 0 and 6 (three events each)", lakeaudit.Files(t, lakeaudit.Dir(root), topic))
+	}
+	// A new group reads from the start; with large files it would make one
+	// file of 0-9 over the files still there, unless each file it fills
+	// ends where a file in the lake begins.
+	start(t, "file://"+root, bootstrap, topic, group(t), archiver.Policy{MaxEvents: 100, MaxAge: 300 * time.Millisecond})
+	visible := lakeaudit.WaitCovered(t, lakeaudit.Dir(root), bootstrap, topic, time.Minute)
+	if gaps := lakeaudit.Gaps(lakeaudit.Files(t, lakeaudit.Dir(root), topic), visible); len(gaps) > 0 {
+		t.Errorf("after the replay: %v", gaps)
+	}
+	after := snapshot(t, root)
+	for name, b := range before {
+		if !bytes.Equal(after[name], b) {
+			t.Errorf("%s is not what the first run wrote: the replay filled the gaps with other files", name)
+		}
+	}
 }

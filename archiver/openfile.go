@@ -54,7 +54,7 @@ type openFile struct {
 	used     uint64 // Archiver.seq when a record was last added
 	spool    *os.File
 	w        *eventfile.Writer
-	seen     map[[16]byte]struct{} // ce_ids in this file, hashed
+	seen     recent // ce_ids of the file's latest records, hashed
 	dups     int64
 	broken   bool // a write failed: the file must never be published
 }
@@ -71,17 +71,17 @@ func newOpenFile(spoolDir string, s *eventfile.Schema, name lake.FileName, rowGr
 	}
 	return &openFile{
 		name: name, eventTyp: s.Type, opened: now, spool: spool,
-		w: s.NewWriter(spool, rowGroupRows), seen: map[[16]byte]struct{}{},
+		w: s.NewWriter(spool, rowGroupRows, spoolDir), seen: newRecent(dedupWindow),
 	}, nil
 }
 
-// add writes r unless its ce_id is already in this file; either way the
-// file now covers r's offset.
+// add writes r unless its ce_id is among the file's latest records; either
+// way the file now covers r's offset.
 func (f *openFile) add(s *eventfile.Schema, r eventfile.Record) error {
 	h := sha256.Sum256([]byte(r.CEID))
 	var k [16]byte
 	copy(k[:], h[:16])
-	if _, dup := f.seen[k]; dup {
+	if f.seen.has(k) {
 		f.name.Last = r.Offset
 		f.dups++
 		return nil
@@ -95,8 +95,40 @@ func (f *openFile) add(s *eventfile.Schema, r eventfile.Record) error {
 		return err
 	}
 	f.name.Last = r.Offset
-	f.seen[k] = struct{}{}
+	f.seen.add(k)
 	return nil
+}
+
+// dedupWindow is how many of a file's latest ce_ids it remembers. An
+// at-least-once streamer repeats what it sent since the slot last confirmed
+// (about a second of events) and a producer retry repeats a record at once,
+// so copies sit close together; the lake's users_created view leaves out
+// any copy that gets past the window, so the window bounds memory (about
+// 40 bytes an entry) without costing correctness.
+const dedupWindow = 16 << 10
+
+// recent is a set of the last n keys added.
+type recent struct {
+	set  map[[16]byte]struct{}
+	ring [][16]byte
+	next int
+}
+
+func newRecent(n int) recent {
+	return recent{set: make(map[[16]byte]struct{}, n), ring: make([][16]byte, 0, n)}
+}
+
+func (r *recent) has(k [16]byte) bool { _, ok := r.set[k]; return ok }
+
+func (r *recent) add(k [16]byte) {
+	if len(r.ring) < cap(r.ring) {
+		r.ring = append(r.ring, k)
+	} else {
+		delete(r.set, r.ring[r.next])
+		r.ring[r.next] = k
+		r.next = (r.next + 1) % len(r.ring)
+	}
+	r.set[k] = struct{}{}
 }
 
 // empty says no record was taken into the file, not even as a duplicate.

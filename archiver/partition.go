@@ -81,6 +81,13 @@ func (a *Archiver) add(msg *kafka.Message) error {
 	}
 	date := r.CETime.UTC().Format(time.DateOnly)
 	if p.inLake.holds(date, r.Offset) {
+		// A file of this date open from before the lake's file must end
+		// here: it may hold only the records up to that file.
+		if f := p.open[date]; f != nil {
+			if err := a.roll(p, f); err != nil {
+				return err
+			}
+		}
 		p.next = r.Offset + 1
 		a.m.Skipped.Inc()
 		return nil

@@ -70,7 +70,9 @@ func (a *Archiver) put(stop context.Context, f *openFile) error {
 		if stop.Err() != nil {
 			return fmt.Errorf("put %s: %w", f.name.Key(), stop.Err())
 		}
-		// Past the rebalance timeout the partition is gone anyway.
+		// Bounded so a revocation ends within the rebalance timeout (see
+		// New); a request cut off here that still lands is the same bytes
+		// under the same name, which the next attempt accepts.
 		ctx, cancel := context.WithTimeout(context.Background(), a.requestTimeout)
 		n, err := f.put(ctx, a.lake)
 		cancel()

@@ -31,8 +31,14 @@ func (a *Archiver) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 			a.cbErr = fmt.Errorf("assign partitions: %w", err)
 			return a.cbErr
 		}
+		// A pause outlives an unassign in librdkafka: a partition paused
+		// while the lake was behind and assigned again must fetch again.
+		if err := c.Resume(parts); err != nil {
+			a.cbErr = fmt.Errorf("resume assigned partitions: %w", err)
+			return a.cbErr
+		}
+		a.paused = false
 		a.joined.Store(true)
-		a.paused = false // a new assignment starts fetching
 		a.owned.Store(int32(len(a.parts)))
 		a.m.Partitions.Set(float64(len(a.parts)))
 	case kafka.RevokedPartitions:

@@ -89,3 +89,19 @@ func TestAPolicyWithoutLimitsGetsTheDocumentedDefaults(t *testing.T) {
 		t.Fatalf("defaults %+v", p)
 	}
 }
+
+func TestTheDedupWindowRemembersTheLastKeysOnly(t *testing.T) {
+	r := newRecent(3)
+	key := func(i byte) [16]byte { return [16]byte{i} }
+	for i := byte(1); i <= 5; i++ {
+		r.add(key(i))
+	}
+	for i, want := range map[byte]bool{1: false, 2: false, 3: true, 4: true, 5: true} {
+		if got := r.has(key(i)); got != want {
+			t.Errorf("has(%d) = %v, want %v", i, got, want)
+		}
+	}
+	if len(r.set) != 3 {
+		t.Errorf("%d keys held, want 3", len(r.set))
+	}
+}

@@ -40,7 +40,7 @@ func rec(i int) eventfile.Record {
 func write(t *testing.T, s *eventfile.Schema, n int) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w := s.NewWriter(&buf, 100)
+	w := s.NewWriter(&buf, 100, "")
 	for i := 0; i < n; i++ {
 		row, err := s.Row(rec(i))
 		if err != nil {

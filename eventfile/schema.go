@@ -146,7 +146,7 @@ func FromContract(eventType string, jsonSchema []byte) (*Schema, error) {
 		s.fields = append(s.fields, f)
 	}
 	for name, n := range group {
-		group[name] = parquet.Compressed(n, &parquet.Zstd)
+		group[name] = parquet.Compressed(n, pageCodec)
 	}
 	s.parquet = parquet.NewSchema(strings.ReplaceAll(eventType, ".", "_"), group)
 	for i, leaf := range s.parquet.Columns() {

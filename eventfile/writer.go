@@ -24,19 +24,23 @@ type Writer struct {
 }
 
 // NewWriter starts a file of schema s on out; rowGroupRows bounds the rows
-// held in memory before a row group is written out.
-func (s *Schema) NewWriter(out io.Writer, rowGroupRows int64) *Writer {
+// of a row group. The row group's compressed pages wait in memory, or, when
+// pageDir is set, in unlinked files there (the archiver's spool folder).
+func (s *Schema) NewWriter(out io.Writer, rowGroupRows int64, pageDir string) *Writer {
 	if rowGroupRows <= 0 {
 		rowGroupRows = DefaultRowGroupRows
 	}
 	cw := &countingWriter{w: out}
-	pw := parquet.NewGenericWriter[any](cw, s.parquet,
-		parquet.Compression(&parquet.Zstd),
+	opts := []parquet.WriterOption{s.parquet,
+		parquet.Compression(pageCodec),
 		parquet.MaxRowsPerRowGroup(rowGroupRows),
 		parquet.CreatedBy("userstream-archiver", "", ""),
 		parquet.KeyValueMetadata("userstream.event_type", s.Type),
-	)
-	return &Writer{pw: pw, out: cw}
+	}
+	if pageDir != "" {
+		opts = append(opts, parquet.ColumnPageBuffers(spoolPool{dir: pageDir}))
+	}
+	return &Writer{pw: parquet.NewGenericWriter[any](cw, opts...), out: cw}
 }
 
 // Write appends one row; size is its uncompressed size, used by Size.

@@ -136,7 +136,11 @@ func (s *lakeStack) lakeReport() e2e.Report {
 	rs.Close()
 	rep := e2e.Report{Inserted: len(users)}
 	firstCEID := map[string]string{}
-	for _, r := range lakeaudit.Rows(s.t, s.store, s.topic) {
+	rows := lakeaudit.Rows(s.t, s.store, s.topic)
+	if bad := lakeaudit.Misplaced(rows); len(bad) > 0 {
+		s.t.Errorf("rows in files whose names do not claim them: %v", bad)
+	}
+	for _, r := range rows {
 		rep.Records++
 		if name, ok := users[r.Key]; !ok || name != r.Username {
 			rep.Invalid++

@@ -112,6 +112,9 @@ func withPrefix(u *url.URL) (*url.URL, error) {
 	if q.Has("prefix") {
 		return nil, errors.New("give the prefix as the URL's path (s3://bucket/prefix), not as ?prefix=")
 	}
+	if q.Has("key") {
+		return nil, errors.New("a lake is a bucket and prefix, not one key (?key=)")
+	}
 	prefix := strings.Trim(u.Path, "/")
 	for _, seg := range strings.Split(prefix, "/") {
 		if prefix != "" && (seg == "" || seg == "." || seg == "..") {

@@ -33,7 +33,7 @@ func writeCopies(t *testing.T, root string, partition int32, first, orig int64, 
 	}
 	s := schemas[projection.UserCreatedType]
 	var buf bytes.Buffer
-	w := s.NewWriter(&buf, 0)
+	w := s.NewWriter(&buf, 0, "")
 	for i := 0; i < n; i++ {
 		off, id := first+int64(i), orig+int64(i)
 		row, err := s.Row(eventfile.Record{

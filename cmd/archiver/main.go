@@ -88,6 +88,7 @@ type config struct {
 	metricsAddr    string
 	logLevel       string
 	kafkaPropsFile string
+	pprof          bool
 }
 
 func parseConfig(name string, args []string) (config, error) {
@@ -105,11 +106,12 @@ func parseConfig(name string, args []string) (config, error) {
 	shutdown := fs.Duration("shutdown-timeout", "SHUTDOWN_TIMEOUT", 30*time.Second, "how long SIGTERM may take to publish the open files")
 	metricsAddr := fs.String("metrics-addr", "METRICS_ADDR", ":8082", "address of /healthz, /readyz and /metrics")
 	logLevel := fs.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	pprofOn := fs.Bool("pprof", "PPROF", false, "serve Go profiles at /debug/pprof/ on the metrics address")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
 	c := config{lakeURL: *lakeURL, topic: *topic, group: *group, spoolDir: *spool, shutdown: *shutdown,
-		metricsAddr: *metricsAddr, logLevel: *logLevel, kafkaPropsFile: *propsFile,
+		metricsAddr: *metricsAddr, logLevel: *logLevel, kafkaPropsFile: *propsFile, pprof: *pprofOn,
 		roll: archiver.Policy{MaxBytes: int64(*rollBytes), MaxEvents: int64(*rollEvents), MaxAge: *rollAge, RowGroupRows: int64(*rowGroup), MaxOpenFiles: *openFiles}}
 	if c.roll.MaxBytes <= 0 || c.roll.MaxEvents <= 0 || c.roll.MaxAge <= 0 || c.roll.RowGroupRows <= 0 || c.roll.MaxOpenFiles <= 0 {
 		return c, errors.New("ROLL_BYTES, ROLL_EVENTS, ROLL_AGE, ROW_GROUP_ROWS and MAX_OPEN_FILES must be positive")
@@ -150,7 +152,11 @@ func (m *Main) run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on METRICS_ADDR %s: %w", c.metricsAddr, err)
 	}
-	srv := &http.Server{Handler: a.Handler(reg), ReadHeaderTimeout: 5 * time.Second}
+	handler := a.Handler(reg)
+	if c.pprof {
+		handler = probe.WithProfiles(handler)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	log.Info().Str("lake", lake.Describe(c.lakeURL)).Str("topic", c.topic).Str("group", c.group).Str("kafka", props["bootstrap.servers"]).
 		Int64("roll_bytes", c.roll.MaxBytes).Int64("roll_events", c.roll.MaxEvents).Str("roll_age", c.roll.MaxAge.String()).Int("max_open_files", c.roll.MaxOpenFiles).
 		Str("metrics_addr", ln.Addr().String()).Str("version", version).Str("c_allocator", jemalloc.Name).Msg("archiver starting")

@@ -96,8 +96,9 @@ func localRoot(ctx context.Context, lakeURL, topic, cacheDir string) (string, er
 		}
 		cacheDir = filepath.Join(base, "userstream", "lake")
 	}
-	// One folder per lake (the described URL has no credentials).
-	dir := filepath.Join(cacheDir, fmt.Sprintf("%x", sha256.Sum256([]byte(lake.Describe(lakeURL))))[:16])
+	// One folder per lake URL, endpoint and region included; the folder's
+	// name is a hash, so no part of the URL shows.
+	dir := filepath.Join(cacheDir, fmt.Sprintf("%x", sha256.Sum256([]byte(lakeURL)))[:16])
 	n, err := l.Mirror(ctx, topic, dir)
 	if err != nil {
 		return "", err

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -222,11 +221,7 @@ func (m *Main) run(ctx context.Context, args []string) error {
 	}
 	handler := s.Handler(reg)
 	if c.pprof {
-		mux := http.NewServeMux()
-		mux.Handle("/", handler)
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		handler = mux
+		handler = probe.WithProfiles(handler)
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	log.Info().Str("database", pgdsn.Describe(c.databaseURL)).Str("kafka", props.values["bootstrap.servers"]).

@@ -158,9 +158,15 @@ func Gaps(files []File, visible Visible) []string {
 			out = append(out, fmt.Sprintf("partition %d has files but no visible record", p))
 		}
 		for date, fs := range byDate {
+			// By first offset: a file overlaps an earlier one when it starts
+			// at or before the furthest end so far.
+			reach := 0
 			for i := 1; i < len(fs); i++ {
-				if fs[i].First <= fs[i-1].Last {
-					out = append(out, fmt.Sprintf("partition %d, %s: file %d-%d overlaps %d-%d", p, date, fs[i].First, fs[i].Last, fs[i-1].First, fs[i-1].Last))
+				if fs[i].First <= fs[reach].Last {
+					out = append(out, fmt.Sprintf("partition %d, %s: file %d-%d overlaps %d-%d", p, date, fs[i].First, fs[i].Last, fs[reach].First, fs[reach].Last))
+				}
+				if fs[i].Last > fs[reach].Last {
+					reach = i
 				}
 			}
 		}

@@ -11,18 +11,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/userstream/userstream/lakequery"
 )
 
-// Row is one stored row of the lake, as DuckDB reads it.
+// Row is one stored row of the lake, as DuckDB reads it, with the file it
+// is in (its key, relative to the lake's root).
 type Row struct {
 	CEID      string
 	Key       string
 	Username  string
 	Partition int32
 	Offset    int64
+	Date      string
+	File      string
 }
 
 // Rows reads every stored row of topic in the lake (duplicates included)
@@ -30,7 +35,8 @@ type Row struct {
 func Rows(t testing.TB, s Store, topic string) []Row {
 	t.Helper()
 	ctx := context.Background()
-	db, err := lakequery.Open(ctx, s.Local(t, topic), topic)
+	root := s.Local(t, topic)
+	db, err := lakequery.Open(ctx, root, topic)
 	if errors.Is(err, lakequery.ErrEmpty) {
 		return nil
 	}
@@ -38,8 +44,9 @@ func Rows(t testing.TB, s Store, topic string) []Row {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rs, err := db.QueryContext(ctx, fmt.Sprintf(`SELECT ce_id, coalesce(kafka_key, ''), username, kafka_partition, kafka_offset
-		FROM %s ORDER BY kafka_partition, kafka_offset`, lakequery.AllRows(topic)))
+	rs, err := db.QueryContext(ctx, fmt.Sprintf(`SELECT ce_id, coalesce(kafka_key, ''), username, kafka_partition, kafka_offset,
+		strftime(ce_time AT TIME ZONE 'UTC', '%%Y-%%m-%%d'), filename
+		FROM read_parquet('%s/%s/**/*.parquet', filename = true) ORDER BY kafka_partition, kafka_offset`, root, topic))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,13 +54,28 @@ func Rows(t testing.TB, s Store, topic string) []Row {
 	var out []Row
 	for rs.Next() {
 		var r Row
-		if err := rs.Scan(&r.CEID, &r.Key, &r.Username, &r.Partition, &r.Offset); err != nil {
+		if err := rs.Scan(&r.CEID, &r.Key, &r.Username, &r.Partition, &r.Offset, &r.Date, &r.File); err != nil {
 			t.Fatal(err)
 		}
+		r.File = strings.TrimPrefix(filepath.ToSlash(r.File), filepath.ToSlash(root)+"/")
 		out = append(out, r)
 	}
 	if err := rs.Err(); err != nil {
 		t.Fatal(err)
+	}
+	return out
+}
+
+// Misplaced returns one line for each row whose file's name does not claim
+// it: another partition, another event date, or an offset outside the
+// file's first and last.
+func Misplaced(rows []Row) []string {
+	var out []string
+	for _, r := range rows {
+		f, ok := parse(r.File)
+		if !ok || f.Partition != r.Partition || f.Date != r.Date || r.Offset < f.First || r.Offset > f.Last {
+			out = append(out, fmt.Sprintf("partition %d offset %d (%s) is stored in %s", r.Partition, r.Offset, r.Date, r.File))
+		}
 	}
 	return out
 }

@@ -1,5 +1,6 @@
-// Package probe is the `healthcheck` subcommand of both programs: container
-// runtimes without curl ask the process's own /healthz through it.
+// Package probe is what the programs' metrics address serves besides
+// metrics: the `healthcheck` subcommand (container runtimes without curl ask
+// the process's own /healthz through it) and Go's profiles on demand.
 package probe
 
 import (
@@ -7,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 )
 
@@ -32,4 +34,15 @@ func Healthz(ctx context.Context, listenAddr string) error {
 		return fmt.Errorf("healthcheck: status %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// WithProfiles serves Go's profiles at /debug/pprof/ (heap, goroutine,
+// profile, …) beside h, on the metrics address: PPROF=true in both
+// programs.
+func WithProfiles(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	return mux
 }
