@@ -122,6 +122,38 @@ func TestAFileReadsBackWithMicrosecondUTCTimestampsAndZstd(t *testing.T) {
 	}
 }
 
+func TestEscapedStringsAreStoredDecodedAndPlainOnesAsTheyAre(t *testing.T) {
+	s := userCreated(t)
+	var buf bytes.Buffer
+	w := s.NewWriter(&buf, 0, "")
+	for i, name := range []string{`plain-\u00e9`, `quote\"d`, `plain-é`} {
+		r := rec(i)
+		r.Value = []byte(`{"username":"` + name + `","country_code":"BE","created_at":"2024-05-06T07:08:09Z"}`)
+		row, err := s.Row(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Write(row, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		Username string `parquet:"username"`
+	}
+	rows, err := parquet.Read[row](bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"plain-é", `quote"d`, "plain-é"} {
+		if rows[i].Username != want {
+			t.Errorf("row %d: %q, want %q", i, rows[i].Username, want)
+		}
+	}
+}
+
 func TestARecordThatBreaksTheContractIsRefusedWithoutItsContent(t *testing.T) {
 	s := userCreated(t)
 	cases := []struct {
@@ -136,6 +168,7 @@ func TestARecordThatBreaksTheContractIsRefusedWithoutItsContent(t *testing.T) {
 		{name: "a timestamp that is not RFC 3339", value: `{"username":"secret-bones","country_code":"BE","created_at":"yesterday"}`, want: `"created_at": want an RFC 3339`},
 		{name: "a timestamp finer than a microsecond", value: `{"username":"secret-bones","country_code":"BE","created_at":"2024-05-06T07:08:09.1234567Z"}`, want: "finer than a microsecond"},
 		{name: "a number where a string belongs", value: `{"username":7,"country_code":"BE","created_at":"2024-05-06T07:08:09Z"}`, want: `"username": want a string`},
+		{name: "trailing bytes after the object", value: `{"username":"secret-bones","country_code":"BE","created_at":"2024-05-06T07:08:09Z"} {}`, want: "not a JSON object"},
 		{name: "no ce_id", edit: func(r *eventfile.Record) { r.CEID = "" }, want: "no ce_id"},
 	}
 	for _, c := range cases {

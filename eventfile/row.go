@@ -52,8 +52,7 @@ func (s *Schema) Row(r Record) (parquet.Row, error) {
 	row[s.col[ColLSN]] = optionalBytes(lsn, s.col[ColLSN])
 
 	var fields map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(r.Value))
-	if err := dec.Decode(&fields); err != nil || fields == nil {
+	if err := json.Unmarshal(r.Value, &fields); err != nil || fields == nil {
 		return nil, fmt.Errorf("offset %d: value is not a JSON object", r.Offset)
 	}
 	for name := range fields {
@@ -93,17 +92,17 @@ func optionalBytes(b []byte, col int) parquet.Value {
 func value(k kind, raw json.RawMessage) (parquet.Value, error) {
 	switch k {
 	case kindString:
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		b, ok := jsonString(raw)
+		if !ok {
 			return parquet.Value{}, fmt.Errorf("want a string")
 		}
-		return parquet.ByteArrayValue([]byte(s)), nil
+		return parquet.ByteArrayValue(b), nil
 	case kindTimestamp:
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		b, ok := jsonString(raw)
+		if !ok {
 			return parquet.Value{}, fmt.Errorf("want an RFC 3339 string")
 		}
-		t, err := time.Parse(time.RFC3339Nano, s)
+		t, err := time.Parse(time.RFC3339Nano, string(b))
 		if err != nil {
 			return parquet.Value{}, fmt.Errorf("want an RFC 3339 string")
 		}
@@ -132,6 +131,23 @@ func value(k kind, raw json.RawMessage) (parquet.Value, error) {
 		return parquet.BooleanValue(b), nil
 	}
 	return parquet.Value{}, fmt.Errorf("unknown kind %d", k)
+}
+
+// jsonString returns the text of a JSON string from a document that
+// json.Unmarshal already validated. Without escapes the text is the bytes
+// between the quotes, taken as they are; with escapes it is decoded.
+func jsonString(raw json.RawMessage) ([]byte, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return nil, false
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return raw[1 : len(raw)-1], true
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, false
+	}
+	return []byte(s), true
 }
 
 // micros is t in microseconds since the Unix epoch; a finer t is refused

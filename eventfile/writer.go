@@ -17,6 +17,7 @@ const DefaultRowGroupRows = 64 * 1024
 // make the same bytes.
 type Writer struct {
 	pw        *parquet.GenericWriter[any]
+	batch     []parquet.Row // rows not yet handed to pw: one call per batch costs less than one per row
 	out       *countingWriter
 	pending   int64 // uncompressed bytes of rows not yet flushed
 	flushedAt int64 // output bytes when pending was last reset
@@ -43,10 +44,17 @@ func (s *Schema) NewWriter(out io.Writer, rowGroupRows int64, pageDir string) *W
 	return &Writer{pw: parquet.NewGenericWriter[any](cw, opts...), out: cw}
 }
 
-// Write appends one row; size is its uncompressed size, used by Size.
+// writeBatch is how many rows Write gathers before handing them on.
+const writeBatch = 256
+
+// Write appends one row; size is its uncompressed size, used by Size. The
+// row's values must stay unchanged until Close.
 func (w *Writer) Write(row parquet.Row, size int) error {
-	if _, err := w.pw.WriteRows([]parquet.Row{row}); err != nil {
-		return fmt.Errorf("write parquet row: %w", err)
+	w.batch = append(w.batch, row)
+	if len(w.batch) >= writeBatch {
+		if err := w.flush(); err != nil {
+			return err
+		}
 	}
 	w.rows++
 	w.pending += int64(size)
@@ -65,8 +73,21 @@ func (w *Writer) Rows() int64 { return w.rows }
 // estimate is never below the final size by more than the footer.
 func (w *Writer) Size() int64 { return w.out.n + w.pending }
 
+func (w *Writer) flush() error {
+	_, err := w.pw.WriteRows(w.batch)
+	clear(w.batch)
+	w.batch = w.batch[:0]
+	if err != nil {
+		return fmt.Errorf("write parquet rows: %w", err)
+	}
+	return nil
+}
+
 // Close writes the last row group and the footer.
 func (w *Writer) Close() error {
+	if err := w.flush(); err != nil {
+		return err
+	}
 	if err := w.pw.Close(); err != nil {
 		return fmt.Errorf("close parquet file: %w", err)
 	}
