@@ -103,12 +103,7 @@ func TestARestartedArchiverResumesFromTheFilesEvenInAGroupWithNoOffsets(t *testi
 	if gaps := lakeaudit.Gaps(lakeaudit.Files(t, lakeaudit.Dir(root), topic), visible); len(gaps) > 0 {
 		t.Errorf("after the restart: %v", gaps)
 	}
-	after := snapshot(t, root)
-	for name, b := range before {
-		if !bytes.Equal(after[name], b) {
-			t.Errorf("%s changed or vanished after the restart", name)
-		}
-	}
+	unchanged(t, before, snapshot(t, root), "changed or vanished after the restart")
 	if rows := len(lakeaudit.Rows(t, lakeaudit.Dir(root), topic)); rows != 300 {
 		t.Errorf("%d rows, want 300", rows)
 	}
@@ -141,6 +136,17 @@ func TestAReplayWritesTheSameBytesUnderTheSameNames(t *testing.T) {
 	}
 	if len(lakes[1]) != len(lakes[0]) {
 		t.Errorf("the replay wrote %d files, the first run %d", len(lakes[1]), len(lakes[0]))
+	}
+}
+
+// unchanged reports each file of before that after lacks or holds other
+// bytes in.
+func unchanged(t *testing.T, before, after map[string][]byte, says string) {
+	t.Helper()
+	for name, b := range before {
+		if !bytes.Equal(after[name], b) {
+			t.Errorf("%s %s", name, says)
+		}
 	}
 }
 
@@ -194,10 +200,5 @@ func TestARecordTheLakeAlreadyHoldsEndsTheOpenFileOfItsDateSoNamesNeverOverlap(t
 	if gaps := lakeaudit.Gaps(lakeaudit.Files(t, lakeaudit.Dir(root), topic), visible); len(gaps) > 0 {
 		t.Errorf("after the replay: %v", gaps)
 	}
-	after := snapshot(t, root)
-	for name, b := range before {
-		if !bytes.Equal(after[name], b) {
-			t.Errorf("%s is not what the first run wrote: the replay filled the gaps with other files", name)
-		}
-	}
+	unchanged(t, before, snapshot(t, root), "is not what the first run wrote: the replay filled the gaps with other files")
 }

@@ -56,7 +56,6 @@ func TestOnS3ArchiverRidesOutTheStoreKilledAndRestarted(t *testing.T) {
 
 func TestOnS3ASlowStoreWhileASecondArchiverJoinsAndLeavesDuplicatesNothing(t *testing.T) {
 	t.Parallel()
-	sc := size()
 	st := newStack(t)
 	srv := testenv.NewS3Server(t)
 	// Every put waits 1.5 s: revocations find files on their way in.
@@ -67,24 +66,8 @@ func TestOnS3ASlowStoreWhileASecondArchiverJoinsAndLeavesDuplicatesNothing(t *te
 		return 0, false
 	})
 	s := s3LakeOn(t, st, srv.Endpoint(), srv.Bucket(t), slow, "lake")
-	s.streamer(0)
-	portA, portB := e2e.FreePort(t), e2e.FreePort(t)
-	s.archiver(portA)
-	load := e2e.StartLoad(s.api, "s3slow", sc.rate, sc.rows)
-	third := time.Duration(sc.rows/3) * time.Second / time.Duration(sc.rate)
-	time.Sleep(third)
-	b := s.archiver(portB)
-	e2e.WaitFor(t, time.Minute, "both archivers to own partitions", func() bool {
-		return partitions(portA) > 0 && partitions(portB) > 0
-	})
-	split := fmt.Sprintf("%d+%d", partitions(portA), partitions(portB))
-	time.Sleep(third)
-	if err := b.Stop(t, time.Minute); err != nil {
-		t.Fatalf("second archiver's SIGTERM: %v", err)
-	}
-	e2e.WaitFor(t, time.Minute, "the first archiver to own every partition again", func() bool { return partitions(portA) == 6 })
-	s.finishLake("puts slowed to 1.5 s while a second archiver joins, then leaves, lake on S3", load,
-		fmt.Sprintf("partitions split %s while both ran; the second wrote %d files; every offset in exactly one file", split, strings.Count(b.Output(), "file written")))
+	load, note := joinAndLeave(t, s, "s3slow")
+	s.finishLake("puts slowed to 1.5 s while a second archiver joins, then leaves, lake on S3", load, note+"; every offset in exactly one file")
 }
 
 func TestOnS3TwoLakesUnderTwoPrefixesOfOneBucketAreEachWholeAndApart(t *testing.T) {

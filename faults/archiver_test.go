@@ -220,12 +220,20 @@ func TestArchiverRidesOutABrokerRestart(t *testing.T) {
 
 func TestASecondArchiverJoiningAndLeavingLosesNothing(t *testing.T) {
 	t.Parallel()
-	sc := size()
 	s := newLakeStack(t)
+	load, note := joinAndLeave(t, s, "lakejoin")
+	s.finishLake("second archiver joins, then leaves (SIGTERM)", load, note)
+}
+
+// joinAndLeave runs the load under one archiver, starts a second in its
+// group a third of the way in, stops it with SIGTERM two thirds in, and waits
+// for the first to own every partition again; it says how they split.
+func joinAndLeave(t *testing.T, s *lakeStack, name string) (*e2e.Load, string) {
+	sc := size()
 	s.streamer(0)
 	portA, portB := e2e.FreePort(t), e2e.FreePort(t)
 	s.archiver(portA)
-	load := e2e.StartLoad(s.api, "lakejoin", sc.rate, sc.rows)
+	load := e2e.StartLoad(s.api, name, sc.rate, sc.rows)
 	third := time.Duration(sc.rows/3) * time.Second / time.Duration(sc.rate)
 	time.Sleep(third)
 	b := s.archiver(portB)
@@ -242,8 +250,7 @@ func TestASecondArchiverJoiningAndLeavingLosesNothing(t *testing.T) {
 		t.Errorf("the second archiver wrote no file: the scenario proves no split")
 	}
 	e2e.WaitFor(t, time.Minute, "the first archiver to own every partition again", func() bool { return partitions(portA) == 6 })
-	s.finishLake("second archiver joins, then leaves (SIGTERM)", load,
-		fmt.Sprintf("partitions split %s while both ran; the second wrote %d files", split, wroteB))
+	return load, fmt.Sprintf("partitions split %s while both ran; the second wrote %d files", split, wroteB)
 }
 
 // partitions asks an archiver's /readyz how many partitions it owns.

@@ -210,12 +210,13 @@ ensure_weed() {
 	rm -rf "$src"
 }
 
-# s3_start DIR PORT: a SeaweedFS server (master, volume, filer and S3
+# s3_start DIR [PORT]: a SeaweedFS server (master, volume, filer and S3
 # gateway in one process) with data under DIR, its S3 API on 127.0.0.1:PORT
-# and one identity, userstream-test / userstream-test-secret (tests only).
-# The other components take free ports. Prints the pid.
+# (a free one when not given) and one identity, userstream-test /
+# userstream-test-secret (tests only). The other components take free ports.
+# Prints its pid and S3 port.
 s3_start() {
-	local dir=$1 port=$2
+	local dir=$1 port=${2:-$(free_port)}
 	mkdir -p "$dir/data"
 	cat >"$dir/s3.json" <<'JSON'
 {"identities":[{"name":"userstream-test","credentials":[{"accessKey":"userstream-test","secretKey":"userstream-test-secret"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
@@ -225,8 +226,8 @@ JSON
 		-volume.port="$(free_port)" -volume.port.grpc="$(free_port)" -volume.max=1000 \
 		-filer.port="$(free_port)" -filer.port.grpc="$(free_port)" \
 		-s3 -s3.port="$port" -s3.port.grpc="$(free_port)" -s3.config="$dir/s3.json" \
-		-metricsPort=0 >"$dir/weed.log" 2>&1 &
-	echo $!
+		-metricsPort=0 >>"$dir/weed.log" 2>&1 &
+	echo "$! $port"
 }
 
 # as_pg runs a command as the cluster's owner: postgres when we are root
@@ -238,11 +239,15 @@ as_pg() {
 # port_in_use PORT: true when something accepts TCP connections on 127.0.0.1:PORT.
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# free_port prints a port nothing listens on (racy by nature; callers retry).
+# free_port prints a port nothing listens on (racy by nature; callers retry),
+# below the kernel's range for outgoing connections' own ports, which a busy
+# test run uses by the thousand.
 free_port() {
-	local p
+	local p lo=20000 hi
+	hi=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+	[ "$hi" -gt $((lo + 1000)) ] || { lo=10000; hi=20000; }
 	for _ in $(seq 1 50); do
-		p=$(( (RANDOM % 20000) + 30000 ))
+		p=$(( lo + RANDOM % (hi - lo) ))
 		port_in_use "$p" || { echo "$p"; return 0; }
 	done
 	die "no free port found"

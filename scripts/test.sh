@@ -34,8 +34,7 @@ export USERSTREAM_TEST_DATABASE_URL="$STACK_DSN"
 export USERSTREAM_TEST_BIN="$work/bin"
 export USERSTREAM_TEST_KAFKA="$STACK_KAFKA"
 # The lake's tests write to a real S3 server too (SeaweedFS).
-s3_port=$(free_port)
-s3_pid=$(s3_start "$work/s3" "$s3_port")
+read -r s3_pid s3_port < <(s3_start "$work/s3")
 export USERSTREAM_TEST_S3="127.0.0.1:$s3_port"
 
 log "== go test -race ./..."

@@ -95,9 +95,10 @@ func makeBucket(t testing.TB, endpoint string) Bucket {
 // S3Server is a private SeaweedFS server a test may kill, stop and start,
 // started with the same script as make test's.
 type S3Server struct {
-	dir  string
-	port int
-	pid  int
+	dir     string
+	port    int
+	pid     int
+	started bool // once: its S3 port is kept from then on
 }
 
 // NewS3Server starts a private S3 server; it is killed when the test ends.
@@ -115,26 +116,42 @@ func (s *S3Server) Endpoint() string { return fmt.Sprintf("127.0.0.1:%d", s.port
 // Bucket makes a bucket on the server.
 func (s *S3Server) Bucket(t testing.TB) Bucket { t.Helper(); return makeBucket(t, s.Endpoint()) }
 
-// Start starts the server, on its previous port and data if it ran before,
-// and waits until it takes a put.
+// Start starts the server, on its previous S3 port and data if it ran
+// before, and waits until it takes a put. Its other components take free
+// ports each time; a start that loses a port to another process is tried
+// again.
 func (s *S3Server) Start(t testing.TB) {
 	t.Helper()
-	if s.port == 0 {
-		s.port = freePort(t)
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		if err = s.start(); err == nil {
+			s.started = true
+			return
+		}
+		s.Kill()
+		if !s.started {
+			s.port = 0 // perhaps the S3 port itself was taken
+		}
 	}
-	cmd := exec.Command("bash", "-c", ". scripts/lib.sh; s3_start "+shellQuote(s.dir)+" "+strconv.Itoa(s.port))
+	log, _ := os.ReadFile(filepath.Join(s.dir, "weed.log"))
+	t.Fatalf("testenv: %v\n%s", err, log)
+}
+
+func (s *S3Server) start() error {
+	port := ""
+	if s.port != 0 {
+		port = strconv.Itoa(s.port)
+	}
+	cmd := exec.Command("bash", "-c", ". scripts/lib.sh; s3_start "+shellQuote(s.dir)+" "+port)
 	cmd.Dir = repoRoot()
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("testenv: start the S3 server: %v", err)
+		return fmt.Errorf("start the S3 server: %w", err)
 	}
-	if s.pid, err = strconv.Atoi(strings.TrimSpace(string(out))); err != nil {
-		t.Fatalf("testenv: start the S3 server: pid %q", out)
+	if _, err := fmt.Sscan(string(out), &s.pid, &s.port); err != nil {
+		return fmt.Errorf("start the S3 server: %q: %w", out, err)
 	}
-	if err := WaitS3(s.Endpoint(), time.Minute); err != nil {
-		log, _ := os.ReadFile(filepath.Join(s.dir, "weed.log"))
-		t.Fatalf("testenv: %v\n%s", err, log)
-	}
+	return waitS3(s.Endpoint(), time.Minute, func() bool { return syscall.Kill(s.pid, 0) == nil })
 }
 
 // Kill ends the server with SIGKILL, as a crash would (idempotent).
@@ -157,6 +174,11 @@ func (s *S3Server) signal(sig syscall.Signal) {
 // WaitS3 waits until the S3 server at endpoint stores an object: its port
 // opens before its volumes take writes.
 func WaitS3(endpoint string, timeout time.Duration) error {
+	return waitS3(endpoint, timeout, func() bool { return true })
+}
+
+// waitS3 is WaitS3 that gives up at once when alive says the server died.
+func waitS3(endpoint string, timeout time.Duration, alive func() bool) error {
 	c, err := s3Client(endpoint)
 	if err != nil {
 		return err
@@ -171,6 +193,9 @@ func WaitS3(endpoint string, timeout time.Duration) error {
 		cancel()
 		if err == nil {
 			return nil
+		}
+		if !alive() {
+			return fmt.Errorf("the S3 server at %s exited: %w", endpoint, err)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the S3 server at %s took no put within %s: %w", endpoint, timeout, err)
