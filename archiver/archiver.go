@@ -57,8 +57,8 @@ type Archiver struct {
 	uploaders      sync.WaitGroup
 	uploaded       chan *upload  // uploads done, for the poll loop
 	slots          chan struct{} // puts under way
-	revokeBudget   time.Duration // how long a revocation starts puts: half of max.poll.interval.ms
-	requestTimeout time.Duration // one request to the lake: max.poll.interval.ms
+	revokeBudget   time.Duration // how long a revocation starts puts: a quarter of max.poll.interval.ms
+	requestTimeout time.Duration // one attempt to put a file: a quarter of max.poll.interval.ms
 
 	joined  atomic.Bool
 	kafkaOK atomic.Bool

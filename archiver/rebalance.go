@@ -124,8 +124,14 @@ func (a *Archiver) revoke(tps []kafka.TopicPartition, lost bool) {
 	if err := a.await(cancelled, gone); errors.Is(err, lake.ErrDifferentContent) {
 		a.cbErr = err
 	}
-	// Within half the rebalance timeout, so the group never moves a
-	// partition while one of its files is still being put from here.
+	// Puts start for a quarter of the rebalance timeout and each may take
+	// another (see New), so the group never moves a partition while one of
+	// its files may still land from here.
+	under := 0
+	for _, p := range parts {
+		under += len(p.uploads) + len(p.open)
+	}
+	a.log.Info().Int("partitions", len(parts)+len(gone)).Int("files_to_put", under).Bool("lost", lost).Msg("partitions revoked")
 	ctx, cancel := context.WithTimeout(context.Background(), a.revokeBudget)
 	defer cancel()
 	if err := a.release(ctx, parts); errors.Is(err, lake.ErrDifferentContent) {

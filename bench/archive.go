@@ -237,7 +237,7 @@ func consumeAll(ctx context.Context, bootstrap, topic string, events int) (time.
 func (r archiveResult) markdown() string {
 	var b strings.Builder
 	b.WriteString("\n## The archiver: topic to Parquet files\n\n")
-	fmt.Fprintf(&b, "A topic of %d user.created.v1 records (%d partitions, headers as the streamer writes them) read from the start. The ceiling is a plain consumer (read_committed, the same librdkafka) that only counts the records; the archiver's time runs from process start until the process, stopped with SIGTERM once it has read every record (which publishes its open files), has exited with every offset in a durable file (`file://` on the local disk, fsync and rename, zstd, the default roll limits). *Peak RSS* and CPU are read just before the SIGTERM.\n\n", r.events, r.partitions)
+	fmt.Fprintf(&b, "A topic of %d user.created.v1 records (%d partitions, headers as the streamer writes them) read from the start. The ceiling is a plain consumer (read_committed, the same librdkafka) that only counts the records; the archiver's time runs from process start until the process, stopped with SIGTERM once it has read every record (which publishes its open files), has exited with every offset in a durable file (`file://` on the local disk, fsync and link, zstd, the default roll limits). *Peak RSS* and CPU are read just before the SIGTERM.\n\n", r.events, r.partitions)
 	b.WriteString("| plain consumer | archiver | ratio | archiver CPU per million events | peak RSS | files | file size min / median / max | bytes per event |\n|---|---|---|---|---|---|---|---|\n")
 	var total int64
 	for _, s := range r.files {

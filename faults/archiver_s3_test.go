@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -66,8 +67,17 @@ func TestOnS3ASlowStoreWhileASecondArchiverJoinsAndLeavesDuplicatesNothing(t *te
 		return 0, false
 	})
 	s := s3LakeOn(t, st, srv.Endpoint(), srv.Bucket(t), slow, "lake")
-	load, note := joinAndLeave(t, s, "s3slow")
-	s.finishLake("puts slowed to 1.5 s while a second archiver joins, then leaves, lake on S3", load, note+"; every offset in exactly one file")
+	load, note, both := joinAndLeave(t, s, "s3slow")
+	// The point: revocations that found files still to put.
+	busy := 0
+	for _, p := range both {
+		busy += len(regexp.MustCompile(`"files_to_put":[1-9]`).FindAllString(p.Output(), -1))
+	}
+	if busy == 0 {
+		t.Errorf("no revocation found a file still to put: the scenario proves nothing")
+	}
+	s.finishLake("puts slowed to 1.5 s while a second archiver joins, then leaves, lake on S3", load,
+		fmt.Sprintf("%s; %d revocations had files to put", note, busy))
 }
 
 func TestOnS3TwoLakesUnderTwoPrefixesOfOneBucketAreEachWholeAndApart(t *testing.T) {
@@ -106,7 +116,8 @@ func TestOnS3ABackfillOfOldDatesUnderLiveLoadAndArchiverKillsMakesFewFilesAndLos
 	}
 	s.streamer(0)
 	a := s.archiver(0)
-	load := e2e.StartLoad(st.api, "s3dates", sc.rate/2, sc.rows)
+	// The load runs until every kill is done, so each one lands under load.
+	load := e2e.StartLoad(st.api, "s3dates", sc.rate/2, sc.rows*100)
 	backfill := e2e.Start(t, "streamer backfill", testenv.Bin(t, "streamer"), []string{
 		"DATABASE_URL=" + st.dsn, "KAFKA_BOOTSTRAP_SERVERS=" + st.broker.Addr(), "KAFKA_TOPIC=" + st.topic,
 		"REPLICATION_SLOT=" + st.slot, "MIGRATE=false", "DELIVERY=" + st.mode(),
@@ -120,6 +131,8 @@ func TestOnS3ABackfillOfOldDatesUnderLiveLoadAndArchiverKillsMakesFewFilesAndLos
 	if exited, err := backfill.Exited(5 * time.Minute); !exited || err != nil {
 		t.Fatalf("backfill: exited %v, %v\n%s", exited, err, backfill.Output())
 	}
+	time.Sleep(2 * time.Second)
+	load.Stop()
 	s.finishLake(fmt.Sprintf("backfill of 30 days of users under live load, archiver SIGKILL ×%d, lake on S3", sc.kills), load,
 		"every user twice in the topic (streamed, then copied with its own date); once in users_created")
 	files := lakeaudit.Files(t, s.store, st.topic)

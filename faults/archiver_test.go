@@ -221,18 +221,19 @@ func TestArchiverRidesOutABrokerRestart(t *testing.T) {
 func TestASecondArchiverJoiningAndLeavingLosesNothing(t *testing.T) {
 	t.Parallel()
 	s := newLakeStack(t)
-	load, note := joinAndLeave(t, s, "lakejoin")
+	load, note, _ := joinAndLeave(t, s, "lakejoin")
 	s.finishLake("second archiver joins, then leaves (SIGTERM)", load, note)
 }
 
 // joinAndLeave runs the load under one archiver, starts a second in its
 // group a third of the way in, stops it with SIGTERM two thirds in, and waits
-// for the first to own every partition again; it says how they split.
-func joinAndLeave(t *testing.T, s *lakeStack, name string) (*e2e.Load, string) {
+// for the first to own every partition again; it says how they split and
+// returns both archivers.
+func joinAndLeave(t *testing.T, s *lakeStack, name string) (*e2e.Load, string, [2]*e2e.Process) {
 	sc := size()
 	s.streamer(0)
 	portA, portB := e2e.FreePort(t), e2e.FreePort(t)
-	s.archiver(portA)
+	a := s.archiver(portA)
 	load := e2e.StartLoad(s.api, name, sc.rate, sc.rows)
 	third := time.Duration(sc.rows/3) * time.Second / time.Duration(sc.rate)
 	time.Sleep(third)
@@ -250,7 +251,7 @@ func joinAndLeave(t *testing.T, s *lakeStack, name string) (*e2e.Load, string) {
 		t.Errorf("the second archiver wrote no file: the scenario proves no split")
 	}
 	e2e.WaitFor(t, time.Minute, "the first archiver to own every partition again", func() bool { return partitions(portA) == 6 })
-	return load, fmt.Sprintf("partitions split %s while both ran; the second wrote %d files", split, wroteB)
+	return load, fmt.Sprintf("partitions split %s while both ran; the second wrote %d files", split, wroteB), [2]*e2e.Process{a, b}
 }
 
 // partitions asks an archiver's /readyz how many partitions it owns.

@@ -52,6 +52,9 @@ func Open(ctx context.Context, rawURL string) (*Lake, error) {
 	if err != nil || u.Scheme == "" {
 		return nil, fmt.Errorf("open lake: %s is not a URL such as file:///var/lake or s3://bucket/prefix", Describe(rawURL))
 	}
+	if u.User != nil {
+		return nil, fmt.Errorf("open lake %s: credentials do not belong in LAKE_URL; give them through the cloud's environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_*)", Describe(rawURL))
+	}
 	l := &Lake{}
 	switch u.Scheme {
 	case "file":
@@ -150,6 +153,10 @@ func (l *Lake) Put(ctx context.Context, key string, src io.Reader) (int64, error
 	w, err := l.bucket.NewWriter(wctx, key, &blob.WriterOptions{
 		ContentType: "application/vnd.apache.parquet",
 		IfNotExist:  true,
+		// Object stores upload large files in parts held in memory: two
+		// parts of 8 MiB at once per put bound that to 16 MiB a put.
+		BufferSize:     8 << 20,
+		MaxConcurrency: 2,
 		BeforeWrite: func(as func(any) bool) error {
 			as(&osf) // file:// only: the temporary file, to fsync before the rename
 			return nil

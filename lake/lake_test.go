@@ -111,6 +111,7 @@ func TestALakeURLTheArchiverCannotHonourIsRefusedSayingWhy(t *testing.T) {
 		"s3:///prod":                  "no bucket",
 		"s3://bucket/prod?prefix=x/":  "as the URL's path",
 		"s3://bucket/prod?key=a":      "not one key",
+		"s3://KEY:SECRET@bucket/prod": "credentials do not belong",
 		"gs://bucket/a//b":            "empty, . or .. segment",
 		"azblob://container/../other": "empty, . or .. segment",
 		"mem://":                      "not one of file, s3, gs, azblob",

@@ -86,22 +86,37 @@ func TestOnS3ANameIsWrittenOnceAndOnlyTheSameBytesMayBePutAgainEvenInParts(t *te
 	t.Parallel()
 	ctx := context.Background()
 	b := testenv.S3(t)
-	l := openS3(t, b.URL("lake"))
-	for _, size := range []int{100, 12 << 20} { // one request, and a multipart upload (5 MiB parts)
-		key := fmt.Sprintf("t/event_date=2024-05-06/t+0+%020d+%020d.parquet", size, size)
-		data := bytes.Repeat([]byte("a"), size)
-		if n, err := l.Put(ctx, key, bytes.NewReader(data)); err != nil || n != int64(size) {
-			t.Fatalf("%d bytes: put %d, %v", size, n, err)
+	// Through a proxy that counts multipart uploads begun (POST ?uploads).
+	var multipart atomic.Int64
+	counted := testenv.S3Proxy(t, b.Endpoint, func(_ int64, r *http.Request) (time.Duration, bool) {
+		if r.Method == http.MethodPost && r.URL.Query().Has("uploads") {
+			multipart.Add(1)
+		}
+		return 0, false
+	})
+	l := openS3(t, testenv.Bucket{Endpoint: counted, Name: b.Name}.URL("lake"))
+	for _, c := range []struct {
+		size  int
+		parts bool
+	}{{100, false}, {24 << 20, true}} { // one request, and an upload in 8 MiB parts
+		before := multipart.Load()
+		key := fmt.Sprintf("t/event_date=2024-05-06/t+0+%020d+%020d.parquet", c.size, c.size)
+		data := bytes.Repeat([]byte("a"), c.size)
+		if n, err := l.Put(ctx, key, bytes.NewReader(data)); err != nil || n != int64(c.size) {
+			t.Fatalf("%d bytes: put %d, %v", c.size, n, err)
+		}
+		if got := multipart.Load() > before; got != c.parts {
+			t.Fatalf("%d bytes: uploaded in parts %v, want %v", c.size, got, c.parts)
 		}
 		if _, err := l.Put(ctx, key, bytes.NewReader(data)); err != nil {
-			t.Errorf("%d bytes: a replay with the same bytes: %v", size, err)
+			t.Errorf("%d bytes: a replay with the same bytes: %v", c.size, err)
 		}
-		other := bytes.Repeat([]byte("b"), size)
+		other := bytes.Repeat([]byte("b"), c.size)
 		if _, err := l.Put(ctx, key, bytes.NewReader(other)); !errors.Is(err, lake.ErrDifferentContent) {
-			t.Errorf("%d bytes: other bytes under the same name: %v, want ErrDifferentContent", size, err)
+			t.Errorf("%d bytes: other bytes under the same name: %v, want ErrDifferentContent", c.size, err)
 		}
 		if got, err := l.ReadAll(ctx, key); err != nil || !bytes.Equal(got, data) {
-			t.Errorf("%d bytes: the stored object changed (%d bytes, %v)", size, len(got), err)
+			t.Errorf("%d bytes: the stored object changed (%d bytes, %v)", c.size, len(got), err)
 		}
 	}
 }

@@ -30,7 +30,8 @@ var ErrEmpty = errors.New("the lake holds no Parquet file of this topic yet")
 func Local(lakeURL string) (root string, ok bool, err error) {
 	u, err := url.Parse(lakeURL)
 	if err != nil {
-		return "", false, fmt.Errorf("lake URL %s: %w", lake.Describe(lakeURL), err)
+		// url.Parse's error quotes the URL, credentials and all.
+		return "", false, fmt.Errorf("lake URL %s is not a URL", lake.Describe(lakeURL))
 	}
 	if u.Scheme != "file" {
 		return "", false, nil

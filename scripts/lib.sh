@@ -221,13 +221,48 @@ s3_start() {
 	cat >"$dir/s3.json" <<'JSON'
 {"identities":[{"name":"userstream-test","credentials":[{"accessKey":"userstream-test","secretKey":"userstream-test-secret"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
 JSON
-	"$(weed_bin)" server -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
-		-master.port="$(free_port)" -master.port.grpc="$(free_port)" -master.volumeSizeLimitMB=8 \
-		-volume.port="$(free_port)" -volume.port.grpc="$(free_port)" -volume.max=1000 \
-		-filer.port="$(free_port)" -filer.port.grpc="$(free_port)" \
-		-s3 -s3.port="$port" -s3.port.grpc="$(free_port)" -s3.config="$dir/s3.json" \
-		-metricsPort=0 >>"$dir/weed.log" 2>&1 &
+	# Logs and sockets stay under DIR, but for the gRPC sockets, which
+	# SeaweedFS always makes in /tmp: their names go to DIR/sockets for
+	# s3_stop. The Iceberg and Lance catalogs (fixed ports by default) are off.
+	mkdir -p "$dir/log"
+	local mgrpc vgrpc fgrpc sgrpc
+	mgrpc=$(free_port) vgrpc=$(free_port) fgrpc=$(free_port) sgrpc=$(free_port)
+	printf '/tmp/seaweedfs-%s-grpc-%s.sock\n' master "$mgrpc" volume "$vgrpc" filer "$fgrpc" s3 "$sgrpc" >"$dir/sockets"
+	"$(weed_bin)" -logdir="$dir/log" server -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+		-master.port="$(free_port)" -master.port.grpc="$mgrpc" -master.volumeSizeLimitMB=8 \
+		-volume.port="$(free_port)" -volume.port.grpc="$vgrpc" -volume.max=1000 -volume.preStopSeconds=0 \
+		-filer.port="$(free_port)" -filer.port.grpc="$fgrpc" -filer.localSocket="$dir/filer.sock" \
+		-s3 -s3.port="$port" -s3.port.grpc="$sgrpc" -s3.config="$dir/s3.json" -s3.localSocket="$dir/s3.sock" \
+		-s3.port.iceberg=0 -s3.port.lance=0 -metricsPort=0 >>"$dir/weed.log" 2>&1 &
 	echo "$! $port"
+}
+
+# s3_up DIR: s3_start, again with other ports if the server died on one
+# taken meanwhile, until its S3 port answers; prints its pid and S3 port.
+s3_up() {
+	local dir=$1 pid port attempt
+	for attempt in 1 2 3; do
+		read -r pid port < <(s3_start "$dir")
+		for _ in $(seq 1 300); do
+			kill -0 "$pid" 2>/dev/null || break
+			port_in_use "$port" && sleep 2 && kill -0 "$pid" 2>/dev/null && { echo "$pid $port"; return 0; }
+			sleep 0.1
+		done
+		s3_stop "$pid" "$dir"
+	done
+	cat "$dir/weed.log" >&2
+	die "SeaweedFS did not start"
+}
+
+# s3_stop PID DIR: SIGTERM, then SIGKILL after 10 s; then the server's
+# sockets in /tmp go.
+s3_stop() {
+	local pid=$1 dir=$2
+	if kill "$pid" 2>/dev/null; then
+		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$pid" 2>/dev/null || true
+	fi
+	[ ! -f "$dir/sockets" ] || xargs rm -f <"$dir/sockets"
 }
 
 # as_pg runs a command as the cluster's owner: postgres when we are root

@@ -25,7 +25,7 @@ fi
 work=$(mktemp -d /tmp/userstream-test.XXXXXX)
 chmod 755 "$work"
 s3_pid=""
-trap 'private_stack_stop; [ -z "$s3_pid" ] || kill "$s3_pid" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'private_stack_stop; [ -z "$s3_pid" ] || s3_stop "$s3_pid" "$work/s3"; rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 
 log "== starting a private PostgreSQL ($(pg_bin)) and ${KAFKA_BOOTSTRAP_SERVERS:+the Kafka at }${KAFKA_BOOTSTRAP_SERVERS:-a private devkafka broker}"
@@ -34,7 +34,7 @@ export USERSTREAM_TEST_DATABASE_URL="$STACK_DSN"
 export USERSTREAM_TEST_BIN="$work/bin"
 export USERSTREAM_TEST_KAFKA="$STACK_KAFKA"
 # The lake's tests write to a real S3 server too (SeaweedFS).
-read -r s3_pid s3_port < <(s3_start "$work/s3")
+read -r s3_pid s3_port < <(s3_up "$work/s3")
 export USERSTREAM_TEST_S3="127.0.0.1:$s3_port"
 
 log "== go test -race ./..."

@@ -98,7 +98,8 @@ type S3Server struct {
 	dir     string
 	port    int
 	pid     int
-	started bool // once: its S3 port is kept from then on
+	started bool     // once: its S3 port is kept from then on
+	buckets []string // made on it: a restart must find them, not another test's server on the port
 }
 
 // NewS3Server starts a private S3 server; it is killed when the test ends.
@@ -114,7 +115,12 @@ func NewS3Server(t testing.TB) *S3Server {
 func (s *S3Server) Endpoint() string { return fmt.Sprintf("127.0.0.1:%d", s.port) }
 
 // Bucket makes a bucket on the server.
-func (s *S3Server) Bucket(t testing.TB) Bucket { t.Helper(); return makeBucket(t, s.Endpoint()) }
+func (s *S3Server) Bucket(t testing.TB) Bucket {
+	t.Helper()
+	b := makeBucket(t, s.Endpoint())
+	s.buckets = append(s.buckets, b.Name)
+	return b
+}
 
 // Start starts the server, on its previous S3 port and data if it ran
 // before, and waits until it takes a put. Its other components take free
@@ -151,13 +157,28 @@ func (s *S3Server) start() error {
 	if _, err := fmt.Sscan(string(out), &s.pid, &s.port); err != nil {
 		return fmt.Errorf("start the S3 server: %q: %w", out, err)
 	}
-	return waitS3(s.Endpoint(), time.Minute, func() bool { return syscall.Kill(s.pid, 0) == nil })
+	if err := waitS3(s.Endpoint(), time.Minute, func() bool { return syscall.Kill(s.pid, 0) == nil }); err != nil {
+		return err
+	}
+	if len(s.buckets) > 0 {
+		c, err := s3Client(s.Endpoint())
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if ok, err := c.BucketExists(ctx, s.buckets[0]); err != nil || !ok {
+			return fmt.Errorf("the server on %s after the restart is not this one (bucket %s: %v, %v)", s.Endpoint(), s.buckets[0], ok, err)
+		}
+	}
+	return nil
 }
 
 // Kill ends the server with SIGKILL, as a crash would (idempotent).
 func (s *S3Server) Kill() { s.signal(syscall.SIGKILL) }
 
-// Stop ends the server with SIGTERM and waits for it to exit.
+// Stop ends the server with SIGTERM and waits for it to exit, killing it
+// after 15 s.
 func (s *S3Server) Stop() { s.signal(syscall.SIGTERM) }
 
 func (s *S3Server) signal(sig syscall.Signal) {
@@ -165,10 +186,20 @@ func (s *S3Server) signal(sig syscall.Signal) {
 		return
 	}
 	_ = syscall.Kill(s.pid, sig)
-	for i := 0; i < 300 && syscall.Kill(s.pid, 0) == nil; i++ {
+	// At most 30 s: an exited server nobody reaped yet still answers.
+	for i := 0; i < 600 && syscall.Kill(s.pid, 0) == nil; i++ {
+		if i == 300 {
+			_ = syscall.Kill(s.pid, syscall.SIGKILL)
+		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	s.pid = 0
+	// SeaweedFS makes its gRPC sockets in /tmp (s3_start lists them).
+	if list, err := os.ReadFile(filepath.Join(s.dir, "sockets")); err == nil {
+		for _, sock := range strings.Fields(string(list)) {
+			os.Remove(sock)
+		}
+	}
 }
 
 // WaitS3 waits until the S3 server at endpoint stores an object: its port
