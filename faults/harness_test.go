@@ -298,7 +298,13 @@ original's `+"`ce_id`"+`. In exactly-once mode the audit reads with
 `+"`isolation.level=read_committed`"+` and duplicates must be 0. Missing rows, leaked
 fields and invalid events must be 0 everywhere. Scenarios that end in a loud
 stop (a dropped or lost slot, a swapped table, a row filter) follow the
-recovery the stop printed, and the audit runs after it.
+recovery the stop printed, and the audit runs after it. The archiver's
+scenarios also read the lake with DuckDB, listed and fetched by a client of
+their own (the os package for a folder, minio-go for the S3 server, SeaweedFS,
+that the scenario starts), and check it the same way against the users table,
+with every visible record held by exactly one file, each row in the file its
+name claims, no file changed after it appeared, no partial file visible, and
+`+"`count(*)`"+` of the deduplicated view equal to the users the lake holds.
 
 %s
 ## Reading the figures
