@@ -169,14 +169,13 @@ build_programs() { go build -tags "$(go_tags)" -o "$1/" ./cmd/...; }
 # ensure_test_deps installs what only the tests need: promtool (Debian package
 # prometheus) for the alert rules' checks and unit tests, and Debian's
 # python3-confluent-kafka for the Python consumer test (it runs
-# /usr/bin/python3, Debian's interpreter, which that package serves), and
-# SeaweedFS, the lake's S3 server.
+# /usr/bin/python3, Debian's interpreter, which that package serves).
+# SeaweedFS, the lake's S3 server, comes from ensure_weed.
 ensure_test_deps() {
 	local missing=()
 	command -v promtool >/dev/null || missing+=(prometheus)
 	[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import confluent_kafka' 2>/dev/null || missing+=(python3-confluent-kafka)
 	if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
-	ensure_weed
 }
 
 # SeaweedFS is the S3-compatible server the lake's tests write to: a real

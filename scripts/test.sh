@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 
 ensure_deps
 ensure_test_deps
+# SeaweedFS (the lake's S3 server) builds while lint runs: minutes on a fresh
+# machine, nothing once built.
+ensure_weed >"${TMPDIR:-/tmp}/userstream-weed-build.log" 2>&1 &
+weed_build=$!
 
 # PKGS narrows the run to some packages (lint and fuzzing are then skipped):
 #   make test PKGS=./streamer GOTESTFLAGS='-run Resume -v'
@@ -34,6 +38,7 @@ export USERSTREAM_TEST_DATABASE_URL="$STACK_DSN"
 export USERSTREAM_TEST_BIN="$work/bin"
 export USERSTREAM_TEST_KAFKA="$STACK_KAFKA"
 # The lake's tests write to a real S3 server too (SeaweedFS).
+wait "$weed_build" || { cat "${TMPDIR:-/tmp}/userstream-weed-build.log" >&2; die "could not build SeaweedFS"; }
 read -r s3_pid s3_port < <(s3_up "$work/s3")
 export USERSTREAM_TEST_S3="127.0.0.1:$s3_port"
 

@@ -159,6 +159,33 @@ func (e *env) currentLSN() pglogrepl.LSN {
 	return lsn
 }
 
+// firstUndelivered inserts one user and returns the WAL insert position
+// read inside its transaction, before its commit record.
+func (e *env) firstUndelivered(username string) pglogrepl.LSN {
+	e.t.Helper()
+	ctx := context.Background()
+	tx, err := e.pool.Begin(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `INSERT INTO users (username, country_code, created_at, is_a_dog, api_version) VALUES ($1, 'BE', '2021-01-01 00:00:00', true, 'test')`, username); err != nil {
+		e.t.Fatalf("insert: %v", err)
+	}
+	var s string
+	if err := tx.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		e.t.Fatal(err)
+	}
+	lsn, err := pglogrepl.ParseLSN(s)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return lsn
+}
+
 func (e *env) confirmedLSN() pglogrepl.LSN {
 	e.t.Helper()
 	conn, err := e.pool.Acquire(context.Background())
