@@ -17,10 +17,13 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
-// latencyResult is commit-to-Kafka latency at one offered load.
+// latencyResult is commit-to-consumer latency and the cost per event at
+// one offered load, with the whole stack running: the streamer, the
+// archiver writing its lake, the broker and the walsender.
 type latencyResult struct {
 	mode                 string // the streamer's delivery mode
 	rate, sent, received int
+	took                 time.Duration // how long the inserter ran
 	// From each event's commit time (ce_time) to a consumer receiving it:
 	// an upper bound of commit-to-acknowledgement, exact per event.
 	p50, p95, p99, max time.Duration
@@ -28,6 +31,25 @@ type latencyResult struct {
 	// bound under which 50% and 99% of this phase's events fell.
 	ackP50, ackP99 string
 	cpuBusy        float64 // the machine's CPU busy fraction during the phase
+	// CPU time of each process over the phase, from /proc: streamer,
+	// archiver, broker (absent against an external Kafka), walsender.
+	cpu map[string]time.Duration
+}
+
+// The processes whose CPU time a steady-load phase reports, in order.
+var costed = []string{"streamer", "archiver", "broker", "walsender"}
+
+// achieved is the insert rate the inserter reached.
+func (l latencyResult) achieved() float64 { return float64(l.sent) / l.took.Seconds() }
+
+// perThousand is a process's CPU seconds per 1,000 events, and whether it
+// was measured.
+func (l latencyResult) perThousand(proc string) (float64, bool) {
+	d, ok := l.cpu[proc]
+	if !ok || l.sent == 0 {
+		return 0, false
+	}
+	return d.Seconds() * 1000 / float64(l.sent), true
 }
 
 // latencies measures each delivery mode at each rate.
@@ -43,8 +65,9 @@ func (b *bench) latencies(ctx context.Context, rates []int) ([]latencyResult, er
 	return out, nil
 }
 
-// latency runs one streamer in mode and a read_committed consumer, and
-// measures commit-to-consumer latency at each rate in turn.
+// latency runs the stack as users run it (a streamer in mode and an
+// archiver writing a file:// lake) beside an independent read_committed
+// consumer, and measures latency and CPU at each rate in turn.
 func (b *bench) latency(ctx context.Context, mode string, rates []int) ([]latencyResult, error) {
 	slot := b.name("latency")
 	if err := b.createSlot(ctx, slot); err != nil {
@@ -60,14 +83,21 @@ func (b *bench) latency(ctx context.Context, mode string, rates []int) ([]latenc
 	if err := waitActive(p.port); err != nil {
 		return nil, err
 	}
+	arch, err := b.startArchiver(topic)
+	if err != nil {
+		return nil, err
+	}
+	defer arch.close()
 
 	// read_committed in both modes, set here rather than left to the
 	// client's default: in exactly-once mode it is what a consumer must use,
 	// and it sees a record only once its Kafka transaction committed; in
-	// at-least-once mode it changes nothing (no transactions).
+	// at-least-once mode it changes nothing (no transactions). The fetch
+	// waits for data as a real consumer's does: the broker answers as soon as
+	// a record is readable, without the consumer polling it.
 	cons, err := kafka.NewConsumer(&kafka.ConfigMap{
 		"bootstrap.servers": b.cfg.kafka, "group.id": b.name("latency-consumer"), "auto.offset.reset": "earliest",
-		"isolation.level": "read_committed", "fetch.wait.max.ms": 1, "fetch.min.bytes": 1, "log_level": 3,
+		"isolation.level": "read_committed", "fetch.wait.max.ms": 100, "fetch.min.bytes": 1, "log_level": 3,
 	})
 	if err != nil {
 		return nil, err
@@ -105,6 +135,14 @@ func (b *bench) latency(ctx context.Context, mode string, rates []int) ([]latenc
 	}()
 	defer func() { cancel(); wg.Wait() }()
 
+	var walsender int
+	if err := b.pool.QueryRow(ctx, "SELECT coalesce(active_pid, 0) FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&walsender); err != nil {
+		return nil, err
+	}
+	pids := map[string]int{"streamer": p.cmd.Process.Pid, "archiver": arch.cmd.Process.Pid, "walsender": walsender}
+	if b.cfg.brokerPID != 0 {
+		pids["broker"] = b.cfg.brokerPID
+	}
 	var out []latencyResult
 	for _, rate := range rates {
 		before, err := scrapeHistogram(p.port)
@@ -112,9 +150,11 @@ func (b *bench) latency(ctx context.Context, mode string, rates []int) ([]latenc
 			return nil, err
 		}
 		phase := fmt.Sprintf("%s%d", strings.ReplaceAll(mode, "-", ""), rate) // unique per mode: usernames are unique
+		cpu0 := cpuOf(pids)
 		busy0, total0 := cpuTicks()
+		began := time.Now()
 		sent, err := b.steadyInserts(ctx, phase, rate, b.cfg.window)
-		busy1, total1 := cpuTicks()
+		took := time.Since(began)
 		if err != nil {
 			return nil, err
 		}
@@ -128,6 +168,11 @@ func (b *bench) latency(ctx context.Context, mode string, rates []int) ([]latenc
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+		// The archiver reads what the consumer read; a moment for its last
+		// records keeps their cost inside the phase.
+		time.Sleep(200 * time.Millisecond)
+		busy1, total1 := cpuTicks()
+		cpu1 := cpuOf(pids)
 		after, err := scrapeHistogram(p.port)
 		if err != nil {
 			return nil, err
@@ -136,17 +181,39 @@ func (b *bench) latency(ctx context.Context, mode string, rates []int) ([]latenc
 		r := summarize(rate, sent, lat[phase])
 		r.mode = mode
 		mu.Unlock()
+		r.took = took
 		r.ackP50, r.ackP99 = quantileBucket(before, after, 0.50), quantileBucket(before, after, 0.99)
 		if total1 > total0 {
 			r.cpuBusy = float64(busy1-busy0) / float64(total1-total0)
+		}
+		r.cpu = map[string]time.Duration{}
+		for name, c := range cpu1 {
+			r.cpu[name] = c - cpu0[name]
+		}
+		if err := arch.alive(); err != nil {
+			return nil, err
 		}
 		out = append(out, r)
 	}
 	return out, nil
 }
 
-// steadyInserts commits single-row inserts at rate per second over 8
-// connections for d, and returns how many it committed.
+// cpuOf reads each process's CPU time.
+func cpuOf(pids map[string]int) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for name, pid := range pids {
+		if pid != 0 {
+			out[name] = procCPU(pid)
+		}
+	}
+	return out
+}
+
+// steadyInserts commits single-row inserts at rate per second over
+// max(8, rate/150) connections for d, and returns how many it committed.
+// An inserter that falls behind does not catch up in bursts: each
+// connection keeps its own schedule, and what it missed shows as a lower
+// achieved rate.
 func (b *bench) steadyInserts(ctx context.Context, phase string, rate int, d time.Duration) (int, error) {
 	// Enough connections for the rate with durable commits, and no more:
 	// idle connections cost the 2 cores context switches.
@@ -163,10 +230,12 @@ func (b *bench) steadyInserts(ctx context.Context, phase string, rate int, d tim
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			next := time.Now()
+			next := time.Now().Add(interval * time.Duration(c) / time.Duration(conns))
 			for i := 0; time.Now().Before(stop); i++ {
 				if w := time.Until(next); w > 0 {
 					time.Sleep(w)
+				} else if -w > interval {
+					next = time.Now() // behind: the missed inserts are not made up
 				}
 				next = next.Add(interval)
 				_, err := b.pool.Exec(ctx, `INSERT INTO users (username, country_code, created_at, api_version) VALUES ($1, 'FR', now(), 'bench')`,

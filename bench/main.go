@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -35,6 +36,9 @@ type config struct {
 	window   time.Duration // each steady-load measurement
 	bigRows  int
 	txns     int
+	// brokerPID is devkafka's process, whose CPU time the steady-load
+	// phases report; 0 against an external Kafka.
+	brokerPID int
 }
 
 func fromEnv() (config, error) {
@@ -43,6 +47,7 @@ func fromEnv() (config, error) {
 		pgBin: os.Getenv("BENCH_PG_BIN"), out: os.Getenv("BENCH_OUT"), profDir: os.Getenv("BENCH_PROFILE_DIR"),
 		window: 30 * time.Second, bigRows: 1_000_000, txns: 200_000,
 	}
+	c.brokerPID, _ = strconv.Atoi(os.Getenv("BENCH_BROKER_PID"))
 	if os.Getenv("BENCH_QUICK") != "" {
 		c.window, c.bigRows, c.txns = 5*time.Second, 100_000, 20_000
 	}

@@ -37,14 +37,7 @@ func (r report) markdown(versions string) string {
 
 	r.catchUpMarkdown(&b)
 	fmt.Fprintf(&b, "\nA streamer started on an empty slot, idle for 5 s: RSS %s.\n", mib(r.freshIdleRSS))
-	b.WriteString("\n## Commit-to-Kafka latency at a steady load\n\n")
-	fmt.Fprintf(&b, "Single-row transactions over max(8, rate/150) connections for %s per rate, one streamer per delivery mode. *Consumer* latency runs from the commit time (`ce_time`) to a consumer receiving the event: exact per event, and an upper bound of the acknowledgement latency. The consumer is librdkafka with `isolation.level=read_committed` set explicitly in both modes and fetch.wait.max.ms=1: in exactly-once mode it sees an event only once the Kafka transaction holding it committed (the streamer commits one 10 ms after its first record, `TRANSACTION_INTERVAL`, or at 10,000 records); in at-least-once mode there are no transactions and the setting changes nothing. *Ack* is the streamer's own commit-to-acknowledgement histogram (at-least-once: the delivery report; exactly-once: the Kafka commit), as the bucket bound holding 50%% / 99%% of the events.\n\n", r.cfg.window)
-	b.WriteString("| delivery | offered load | committed (achieved rate) | received | p50 | p95 | p99 | max | ack p50 | ack p99 | machine CPU busy |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
-	for _, l := range r.latencies {
-		fmt.Fprintf(&b, "| %s | %d inserts/s | %d (%.0f/s) | %d | %s | %s | %s | %s | %s | %s | %.0f%% |\n",
-			l.mode, l.rate, l.sent, float64(l.sent)/r.cfg.window.Seconds(), l.received, ms(l.p50), ms(l.p95), ms(l.p99), ms(l.max), l.ackP50, l.ackP99, 100*l.cpuBusy)
-	}
-
+	r.steadyMarkdown(&b)
 	if r.archive.events > 0 {
 		b.WriteString(r.archive.markdown())
 	}
@@ -67,4 +60,27 @@ func (r report) markdown(versions string) string {
 		b.Write(findings)
 	}
 	return b.String()
+}
+
+// steadyMarkdown is the steady-load section: latency and CPU per event of
+// each process with the whole stack running.
+func (r report) steadyMarkdown(b *strings.Builder) {
+	if len(r.latencies) == 0 {
+		return
+	}
+	b.WriteString("\n## Steady load: the whole stack, latency and cost per event\n\n")
+	fmt.Fprintf(b, "The stack as `make up` runs it: one streamer per delivery mode, an archiver writing a `file://` lake from the same topic (its own group, default roll limits), the broker and PostgreSQL, all on the same 2 cores. The inserter commits single-row transactions at a fixed rate over max(8, rate/150) connections for %s per rate; one that falls behind does not make up missed inserts, so *achieved* is what was really offered. *Latency* runs from the commit time (`ce_time`) to an independent consumer receiving the event (librdkafka, `isolation.level=read_committed` in both modes, a fetch that waits for data): exact per event, and an upper bound of the acknowledgement latency. In exactly-once mode a record is readable once the Kafka transaction holding it committed (`TRANSACTION_INTERVAL`, default 10 ms, after its first record). *Ack* is the streamer's own commit-to-acknowledgement histogram, as the bucket bound holding 50%% / 99%% of the events. *CPU per 1,000 events* is each process's user+system time from /proc over the phase (the inserts and the drain after them), divided by the events: the walsender is the PostgreSQL process serving the streamer's slot; the broker is devkafka, which also serves the archiver and the consumer.\n\n", r.cfg.window)
+	b.WriteString("| delivery | offered | achieved | received | p50 | p95 | p99 | max | ack p50 | ack p99 | streamer CPU / 1k | archiver CPU / 1k | broker CPU / 1k | walsender CPU / 1k | machine CPU busy |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, l := range r.latencies {
+		fmt.Fprintf(b, "| %s | %d/s | %.0f/s | %d of %d | %s | %s | %s | %s | %s | %s |", l.mode, l.rate, l.achieved(), l.received, l.sent,
+			ms(l.p50), ms(l.p95), ms(l.p99), ms(l.max), l.ackP50, l.ackP99)
+		for _, proc := range costed {
+			if v, ok := l.perThousand(proc); ok {
+				fmt.Fprintf(b, " %.3f s |", v)
+			} else {
+				b.WriteString(" – |")
+			}
+		}
+		fmt.Fprintf(b, " %.0f%% |\n", 100*l.cpuBusy)
+	}
 }

@@ -51,7 +51,7 @@ func newBench(ctx context.Context, cfg config) (*bench, error) {
 	if err != nil {
 		return nil, err
 	}
-	pcfg.MaxConns = 16
+	pcfg.MaxConns = 48 // the steady inserter's connections at 5,000/s, and some
 	if b.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return nil, err
 	}
@@ -111,6 +111,49 @@ func (b *bench) startStreamer(slot, topic string, extra ...string) (*proc, error
 	env := append(os.Environ(), "DATABASE_URL="+b.dsn, "KAFKA_BOOTSTRAP_SERVERS="+b.cfg.kafka, "KAFKA_TOPIC="+topic,
 		"REPLICATION_SLOT="+slot, fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", port), "MIGRATE=false", "LOG_LEVEL=warn")
 	return start(filepath.Join(b.cfg.bin, "streamer"), append(env, extra...), port, "run")
+}
+
+// archiverProc is an archiver writing a file:// lake of its own.
+type archiverProc struct {
+	*proc
+	lake string
+}
+
+// startArchiver runs an archiver on topic, as make up runs one beside the
+// streamer: its own group, a file:// lake, the default roll limits.
+func (b *bench) startArchiver(topic string) (*archiverProc, error) {
+	lake, err := os.MkdirTemp("", "userstream-bench-lake-")
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	p, err := start(filepath.Join(b.cfg.bin, "archiver"), append(os.Environ(), "KAFKA_BOOTSTRAP_SERVERS="+b.cfg.kafka,
+		"KAFKA_TOPIC="+topic, "KAFKA_GROUP_ID="+topic+"-archiver", "LAKE_URL=file://"+lake, "LOG_LEVEL=warn",
+		fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", port)), port, "run")
+	if err != nil {
+		os.RemoveAll(lake)
+		return nil, err
+	}
+	return &archiverProc{proc: p, lake: lake}, nil
+}
+
+// alive is an error once the process has exited.
+func (p *proc) alive() error {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return fmt.Errorf("%s exited: %v", filepath.Base(p.cmd.Path), err)
+	default:
+		return nil
+	}
+}
+
+func (a *archiverProc) close() {
+	_ = a.stop()
+	os.RemoveAll(a.lake)
 }
 
 func start(bin string, env []string, port int, args ...string) (*proc, error) {

@@ -37,11 +37,7 @@ func (r report) targetsMarkdown(b *strings.Builder) {
 		}
 	}
 	for _, l := range r.latencies {
-		if l.rate != 1000 {
-			continue
-		}
-		ts = append(ts, target{fmt.Sprintf("p99 commit→consumer at 1,000 inserts/s, %s", l.mode), "≤ 25 ms",
-			fmt.Sprintf("%s (%d of %d received)", ms(l.p99), l.received, l.sent), l.p99 <= 25*time.Millisecond && l.received == l.sent})
+		ts = append(ts, l.targets()...)
 	}
 	for _, a := range r.apis {
 		ratio := a.rate / a.pgbenchTPS
@@ -59,4 +55,45 @@ func (r report) targetsMarkdown(b *strings.Builder) {
 		}
 		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", t.figure, t.want, t.got, verdict)
 	}
+}
+
+// The steady-load targets (issue 23): p99 by rate, CPU per 1,000 events at
+// 1,000/s, and the offered rate reached.
+var (
+	p99Within  = map[int]time.Duration{1000: 25 * time.Millisecond, 5000: 50 * time.Millisecond}
+	cpuWithin  = map[string]float64{"streamer": 0.05, "archiver": 0.03}
+	offeredMin = 0.95 // of the asked rate
+)
+
+// targets judges one steady-load phase.
+func (l latencyResult) targets() []target {
+	var ts []target
+	at := fmt.Sprintf("%s/s, %s", thousands(l.rate), l.mode)
+	if bound, ok := p99Within[l.rate]; ok {
+		ts = append(ts, target{"p99 commit→consumer at " + at, "≤ " + ms(bound),
+			fmt.Sprintf("%s (%d of %d received)", ms(l.p99), l.received, l.sent), l.p99 <= bound && l.received == l.sent})
+	}
+	ts = append(ts, target{"insert rate offered at " + at, fmt.Sprintf("≥ %.0f%% of %d/s", 100*offeredMin, l.rate),
+		fmt.Sprintf("%.0f/s", l.achieved()), l.achieved() >= offeredMin*float64(l.rate)})
+	if l.rate != 1000 {
+		return ts
+	}
+	for _, proc := range costed {
+		bound, ok := cpuWithin[proc]
+		v, measured := l.perThousand(proc)
+		if !ok || !measured {
+			continue
+		}
+		ts = append(ts, target{fmt.Sprintf("%s CPU per 1,000 events at %s", proc, at), fmt.Sprintf("≤ %.2f s", bound),
+			fmt.Sprintf("%.3f s", v), v <= bound})
+	}
+	return ts
+}
+
+// thousands writes n with a thousands separator: 5,000.
+func thousands(n int) string {
+	if n < 1000 {
+		return fmt.Sprint(n)
+	}
+	return fmt.Sprintf("%s,%03d", thousands(n/1000), n%1000)
 }

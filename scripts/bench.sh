@@ -20,6 +20,6 @@ trap 'private_stack_stop; rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 private_stack_start "$work"
 mkdir -p "$work/profiles"
-BENCH_DATABASE_URL="$STACK_DSN" BENCH_KAFKA="$STACK_KAFKA" BENCH_BIN="$work/bin" BENCH_PG_BIN="$(pg_client_bin)" \
+BENCH_DATABASE_URL="$STACK_DSN" BENCH_KAFKA="$STACK_KAFKA" BENCH_BIN="$work/bin" BENCH_PG_BIN="$(pg_client_bin)" BENCH_BROKER_PID="${STACK_KAFKA_PID:-}" \
 	BENCH_OUT="${BENCH_OUT:-$PWD/docs/benchmarks.md}" BENCH_PROFILE_DIR="${BENCH_PROFILE_DIR:-$work/profiles}" \
 	go run ./bench
