@@ -105,8 +105,13 @@ func (a *Archiver) consumerConfig() *kafka.ConfigMap {
 	// A member that dies during a rebalance holds its partitions until the
 	// rebalance timeout (max.poll.interval.ms): 60 s rather than 5 minutes.
 	// Puts run off the poll loop; one attempt may take a quarter of it.
+	// A fetch waits at the broker for 256 KiB or half a second: files roll
+	// in minutes, so nothing is gained by fetching each record as it
+	// arrives, and at a steady trickle that would cost the archiver and the
+	// broker a round trip and a wake-up per record or two. A backlog fills
+	// every fetch at once.
 	cm := kafka.ConfigMap{"auto.offset.reset": "earliest", "log_level": 4, "topic.metadata.refresh.interval.ms": 10_000,
-		"max.poll.interval.ms": 60_000}
+		"max.poll.interval.ms": 60_000, "fetch.min.bytes": 256 << 10, "fetch.wait.max.ms": 500}
 	for k, v := range a.cfg.Properties {
 		cm[k] = v
 	}

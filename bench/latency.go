@@ -34,6 +34,9 @@ type latencyResult struct {
 	// CPU time of each process over the phase, from /proc: streamer,
 	// archiver, broker (absent against an external Kafka), walsender.
 	cpu map[string]time.Duration
+	// statusUpdates is how many standby status updates the streamer sent
+	// over the phase.
+	statusUpdates float64
 }
 
 // The processes whose CPU time a steady-load phase reports, in order.
@@ -143,6 +146,28 @@ func (b *bench) latency(ctx context.Context, mode string, rates []int) ([]latenc
 	if b.cfg.brokerPID != 0 {
 		pids["broker"] = b.cfg.brokerPID
 	}
+	// A warm-up, not measured: the consumer and the archiver have joined
+	// their groups and fetched once, and the streamer has bound the table.
+	if err := waitReady(arch.port); err != nil {
+		return nil, err
+	}
+	warm := strings.ReplaceAll(mode, "-", "") + "warmup"
+	n, err := b.steadyInserts(ctx, warm, 100, 2*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		got := len(lat[warm])
+		mu.Unlock()
+		if got >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the consumer received %d of %d warm-up events in 30 s", got, n)
+		}
+	}
+
 	var out []latencyResult
 	for _, rate := range rates {
 		before, err := scrapeHistogram(p.port)
@@ -151,6 +176,7 @@ func (b *bench) latency(ctx context.Context, mode string, rates []int) ([]latenc
 		}
 		phase := fmt.Sprintf("%s%d", strings.ReplaceAll(mode, "-", ""), rate) // unique per mode: usernames are unique
 		cpu0 := cpuOf(pids)
+		status0 := metric(p.port, "userstream_streamer_status_updates_total")
 		busy0, total0 := cpuTicks()
 		began := time.Now()
 		sent, err := b.steadyInserts(ctx, phase, rate, b.cfg.window)
@@ -173,6 +199,7 @@ func (b *bench) latency(ctx context.Context, mode string, rates []int) ([]latenc
 		time.Sleep(200 * time.Millisecond)
 		busy1, total1 := cpuTicks()
 		cpu1 := cpuOf(pids)
+		status1 := metric(p.port, "userstream_streamer_status_updates_total")
 		after, err := scrapeHistogram(p.port)
 		if err != nil {
 			return nil, err
@@ -181,7 +208,7 @@ func (b *bench) latency(ctx context.Context, mode string, rates []int) ([]latenc
 		r := summarize(rate, sent, lat[phase])
 		r.mode = mode
 		mu.Unlock()
-		r.took = took
+		r.took, r.statusUpdates = took, status1-status0
 		r.ackP50, r.ackP99 = quantileBucket(before, after, 0.50), quantileBucket(before, after, 0.99)
 		if total1 > total0 {
 			r.cpuBusy = float64(busy1-busy0) / float64(total1-total0)
@@ -281,6 +308,21 @@ func waitActive(port int) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("streamer not active within 30 s")
+}
+
+// waitReady waits for a program's /readyz to answer 200.
+func waitReady(port int) error {
+	for i := 0; i < 300; i++ {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", port))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("not ready within 30 s (port %d)", port)
 }
 
 // scrapeHistogram reads the commit-to-ack histogram's cumulative buckets.

@@ -100,6 +100,22 @@ var defaults = map[string]kafka.ConfigValue{
 	"log_level":                    "4",  // warnings and worse
 }
 
+// transactionalLinger is a transactional producer's linger.ms: ten times
+// the default TRANSACTION_INTERVAL, so records wait for the commit; under a
+// longer interval they go out every 100 ms while the transaction is open.
+const transactionalLinger = "100"
+
+// setByUser reports whether the properties set any of the names (a
+// property and its aliases).
+func setByUser(props map[string]string, names ...string) bool {
+	for _, n := range names {
+		if _, ok := props[n]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 // guarded are settings an operator may not weaken.
 var guarded = map[string]string{"enable.idempotence": "true", "acks": "all"}
 
@@ -113,9 +129,15 @@ type Sink struct {
 	reports  bool // a delivery report per record on Events; false for a transactional producer
 }
 
-// New creates the producer; it connects lazily.
-func New(cfg Config) (*Sink, error) {
+// producerConfig is the librdkafka configuration for cfg: the defaults,
+// the operator's properties, and the settings the guarantees rest on.
+func producerConfig(cfg Config) (kafka.ConfigMap, error) {
 	cm := kafka.ConfigMap(maps.Clone(defaults))
+	if setByUser(cfg.Properties, "queue.buffering.max.ms") {
+		// linger.ms's alias: two values for one setting, applied in map
+		// order, would leave which one wins to chance.
+		delete(cm, "linger.ms")
+	}
 	for _, k := range slices.Sorted(maps.Keys(cfg.Properties)) {
 		v := cfg.Properties[k]
 		if k == "go.delivery.reports" {
@@ -130,17 +152,33 @@ func New(cfg Config) (*Sink, error) {
 	}
 	// Reports are what the streamer's acknowledgements rest on: not a
 	// setting to take from the properties.
-	reports := cfg.TransactionalID == ""
-	cm["go.delivery.reports"] = reports
+	cm["go.delivery.reports"] = cfg.TransactionalID == ""
 	if cfg.TransactionalID != "" {
 		// A transaction commits only once every record in it was delivered,
 		// and fails (abortable) when one was not: a report per record says
 		// nothing more, at a cost per record, except which record and why.
 		cm["transactional.id"] = cfg.TransactionalID
+		// Nothing a transaction holds is readable before its commit, which
+		// sends whatever is queued at once: lingering until then makes one
+		// request per partition per transaction, instead of one per
+		// partition every linger.ms while the transaction is open.
+		if !setByUser(cfg.Properties, "linger.ms", "queue.buffering.max.ms") {
+			cm["linger.ms"] = transactionalLinger
+		}
 	}
 	if bs, _ := cm["bootstrap.servers"].(string); bs == "" {
 		return nil, errors.New("kafka: bootstrap.servers is empty (set KAFKA_BOOTSTRAP_SERVERS)")
 	}
+	return cm, nil
+}
+
+// New creates the producer; it connects lazily.
+func New(cfg Config) (*Sink, error) {
+	cm, err := producerConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	reports := cfg.TransactionalID == ""
 	p, err := kafka.NewProducer(&cm)
 	if err != nil {
 		// librdkafka names the offending property, never its value.

@@ -26,6 +26,9 @@ type Metrics struct {
 	// not skip on, because this server's history does not hold them.
 	ProgressUnverified prometheus.Counter
 	SlotFailover       prometheus.Gauge
+	// StatusUpdates counts standby status updates sent to PostgreSQL: about
+	// ten a second while the position moves, not one per transaction.
+	StatusUpdates prometheus.Counter
 	role               *prometheus.GaugeVec
 	walStatus          *prometheus.GaugeVec
 }
@@ -77,6 +80,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		ProgressUnverified: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "userstream_streamer_progress_unverified_total", Help: "Exactly-once session starts whose last progress record this server's history does not hold (a restore, a failover to a server without that WAL): nothing was skipped on it, so events may repeat.",
 		}),
+		StatusUpdates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "userstream_streamer_status_updates_total", Help: "Standby status updates sent to PostgreSQL (the slot's reported position): a few a second while it moves.",
+		}),
 		walStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "userstream_streamer_slot_wal_status", Help: "1 for the slot's wal_status as last checked (reserved, extended, unreserved, lost).",
 		}, []string{"status"}),
@@ -84,7 +90,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "userstream_streamer_role", Help: "1 for the streamer's current role (active, standby, reconnecting, starting, stopped).",
 		}, []string{"role"}),
 	}
-	reg.MustRegister(m.Produced, m.Skipped, m.DeliveryErrors, m.Restarts, m.AckedLSN, m.ReceivedLSN, m.LagBytes, m.Latency, m.DeadLetters, m.Snapshot, m.GuardPassed, m.GuardFailures, m.ProgressUnverified, m.SlotFailover, m.role, m.walStatus)
+	reg.MustRegister(m.Produced, m.Skipped, m.DeliveryErrors, m.Restarts, m.AckedLSN, m.ReceivedLSN, m.LagBytes, m.Latency, m.DeadLetters, m.Snapshot, m.GuardPassed, m.GuardFailures, m.ProgressUnverified, m.SlotFailover, m.StatusUpdates, m.role, m.walStatus)
 	return m
 }
 

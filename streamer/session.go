@@ -73,7 +73,7 @@ func (s *Streamer) session(ctx context.Context, startLSN pglogrepl.LSN) error {
 	defer p.snap.close()
 	reader, err := replication.Open(ctx, replication.Config{
 		DSN: s.cfg.DatabaseURL, Server: pl.target.Server, Slot: s.cfg.Slot, Publication: s.cfg.Publication,
-		StartLSN: pl.start, StatusInterval: s.cfg.StatusInterval,
+		StartLSN: pl.start, StatusInterval: s.cfg.StatusInterval, Linger: max(s.cfg.ReadLinger, 0),
 	}, acks)
 	if err != nil {
 		if errors.Is(err, replication.ErrSlotUnusable) && s.slotLost(ctx, pl.target) {
@@ -138,6 +138,9 @@ type pipe struct {
 	produced  atomic.Int64 // messages librdkafka accepted
 	reported  atomic.Int64 // delivery reports processed
 	stop      chan struct{}
+	// statusCounted is how many of the reader's status updates the metric
+	// counts.
+	statusCounted uint64
 }
 
 // txn is a transaction's handle in delivery reports; it also carries the
@@ -245,6 +248,9 @@ func (p *pipe) read(ctx, gctx context.Context) error {
 func (p *pipe) gauges() {
 	p.s.metrics.AckedLSN.Set(float64(p.acks.Acked()))
 	p.s.metrics.ReceivedLSN.Set(float64(p.reader.Received()))
+	sent := p.reader.StatusUpdates()
+	p.s.metrics.StatusUpdates.Add(float64(sent - p.statusCounted))
+	p.statusCounted = sent
 }
 
 // bind (re)binds the projector of a table when PostgreSQL describes it,

@@ -36,6 +36,12 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	ShutdownTimeout   time.Duration // bound on waiting for deliveries at exit; default 30 s
 	StatusInterval    time.Duration // most time between status updates; default 10 s, and at most a quarter of wal_sender_timeout
+	// ReadLinger is how long the reader lets WAL messages gather once it
+	// has caught up (default 5 ms; negative: none), so a steady trickle of
+	// small transactions costs a wake-up per few transactions rather than
+	// per message, on the reader and on the Kafka client alike. It adds up
+	// to that much latency; a backlog is read without it.
+	ReadLinger time.Duration
 	// CreateSlot allows creating a missing slot or publication although the
 	// topic already holds events, once per process: the recovery after a
 	// lost slot. Without it they are created on the first run only.
@@ -68,6 +74,10 @@ type Config struct {
 	GuardInterval time.Duration
 	Projectors    []projection.Projector
 }
+
+// DefaultReadLinger is ReadLinger's default: less than librdkafka's
+// linger.ms, which a burst of records then shares.
+const DefaultReadLinger = 5 * time.Millisecond
 
 // Streamer is the pipeline. Run it once.
 type Streamer struct {
@@ -124,6 +134,9 @@ func New(cfg Config, log zerolog.Logger, m *Metrics) *Streamer {
 	}
 	if cfg.TransactionInterval <= 0 {
 		cfg.TransactionInterval = 10 * time.Millisecond
+	}
+	if cfg.ReadLinger == 0 {
+		cfg.ReadLinger = DefaultReadLinger
 	}
 	if cfg.TransactionRecords <= 0 {
 		cfg.TransactionRecords = 10_000

@@ -110,6 +110,7 @@ type config struct {
 	delivery       string
 	snapshot       string
 	txnInterval    time.Duration
+	readLinger     time.Duration
 	deadLetter     string
 	missing        bool
 	slotFailover   bool
@@ -134,6 +135,7 @@ func parseConfig(name string, args []string) (config, error) {
 	createSlot := fs.Bool("create-slot", "CREATE_SLOT", false, "create a missing slot (and publication) although the topic already holds events: once, to recover from a lost slot, then unset")
 	delivery := fs.String("delivery", "DELIVERY", "at-least-once", "at-least-once, or exactly-once (Kafka transactions; consumers read with isolation.level=read_committed)")
 	txnInterval := fs.Duration("transaction-interval", "TRANSACTION_INTERVAL", 10*time.Millisecond, "exactly-once: how long a Kafka transaction stays open while records arrive (what a read_committed consumer waits; shorter means more commits)")
+	readLinger := fs.Duration("read-linger", "READ_LINGER", streamer.DefaultReadLinger, "once caught up, how long the reader lets small transactions gather before reading them together (fewer wake-ups for up to that much latency; 0: read each at once)")
 	snapshot := fs.String("snapshot", "SNAPSHOT", "initial", "initial: the first run also sends the users that existed before it; never: it does not")
 	poison := fs.String("poison", "POISON", "dead-letter", "what to do with a change that makes no valid event: dead-letter or stop")
 	deadLetter := fs.String("dead-letter-topic", "DEAD_LETTER_TOPIC", "", "topic for changes that make no valid event (default: the topic + .dlq)")
@@ -147,7 +149,7 @@ func parseConfig(name string, args []string) (config, error) {
 	c := config{databaseURL: *databaseURL, slot: *slot, publication: *publication, topic: *topic, partitions: *partitions,
 		heartbeat: *heartbeat, shutdown: *shutdown, metricsAddr: *metricsAddr, migrate: *migrate, logLevel: *logLevel,
 		pprof: *pprofOn, yes: *yes, afterID: *afterID, upToID: *upToID, kafkaPropsFile: *propsFile,
-		createSlot: *createSlot, slotFailover: *slotFailover, poison: *poison, deadLetter: *deadLetter, missing: *missing, delivery: *delivery, snapshot: *snapshot, txnInterval: *txnInterval}
+		createSlot: *createSlot, slotFailover: *slotFailover, poison: *poison, deadLetter: *deadLetter, missing: *missing, delivery: *delivery, snapshot: *snapshot, txnInterval: *txnInterval, readLinger: *readLinger}
 	if c.snapshot != string(streamer.SnapshotInitial) && c.snapshot != string(streamer.SnapshotNever) {
 		return c, fmt.Errorf("SNAPSHOT %q: want initial or never", c.snapshot)
 	}
@@ -156,6 +158,9 @@ func parseConfig(name string, args []string) (config, error) {
 	}
 	if c.txnInterval < time.Millisecond || c.txnInterval > 10*time.Second {
 		return c, fmt.Errorf("TRANSACTION_INTERVAL %s: want between 1ms and 10s", c.txnInterval)
+	}
+	if c.readLinger < 0 || c.readLinger > time.Second {
+		return c, fmt.Errorf("READ_LINGER %s: want between 0 (off) and 1s", c.readLinger)
 	}
 	if c.poison != string(streamer.PoisonDeadLetter) && c.poison != string(streamer.PoisonStop) {
 		return c, fmt.Errorf("POISON %q: want dead-letter or stop", c.poison)
@@ -175,13 +180,17 @@ func parseConfig(name string, args []string) (config, error) {
 
 // streamerConfig is the pipeline's configuration, for run and backfill alike.
 func (c config) streamerConfig(kafka kafkaSettings) streamer.Config {
-	return streamer.Config{
+	sc := streamer.Config{
 		DatabaseURL: c.databaseURL, Slot: c.slot, Publication: c.publication, StartLSN: c.startLSN,
 		Kafka:             kafka.kafkaConfig(c),
 		HeartbeatInterval: c.heartbeat, ShutdownTimeout: c.shutdown,
 		CreateSlot: c.createSlot, DisableSlotFailover: !c.slotFailover, Poison: streamer.Poison(c.poison), Delivery: streamer.Delivery(c.delivery), Snapshot: streamer.Snapshot(c.snapshot),
-		TransactionInterval: c.txnInterval,
+		TransactionInterval: c.txnInterval, ReadLinger: c.readLinger,
 	}
+	if c.readLinger == 0 {
+		sc.ReadLinger = -1 // READ_LINGER=0: off, not the default
+	}
+	return sc
 }
 
 func (m *Main) run(ctx context.Context, args []string) error {
