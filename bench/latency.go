@@ -22,6 +22,7 @@ import (
 // archiver writing its lake, the broker and the walsender.
 type latencyResult struct {
 	mode                 string // the streamer's delivery mode
+	variant              string // a setting changed from the defaults, shown beside the mode; not judged
 	rate, sent, received int
 	took                 time.Duration // how long the inserter ran
 	// From each event's commit time (ce_time) to a consumer receiving it:
@@ -55,30 +56,40 @@ func (l latencyResult) perThousand(proc string) (float64, bool) {
 	return d.Seconds() * 1000 / float64(l.sent), true
 }
 
-// latencies measures each delivery mode at each rate.
+// latencies measures each delivery mode at each rate with the defaults,
+// then exactly-once with a longer TRANSACTION_INTERVAL at the lowest rate:
+// the trade between its latency and its cost per event.
 func (b *bench) latencies(ctx context.Context, rates []int) ([]latencyResult, error) {
 	var out []latencyResult
 	for _, mode := range deliveries {
-		r, err := b.latency(ctx, mode, rates)
+		r, err := b.latency(ctx, mode, "", rates)
 		if err != nil {
 			return out, fmt.Errorf("%s: %w", mode, err)
 		}
 		out = append(out, r...)
 	}
-	return out, nil
+	r, err := b.latency(ctx, "exactly-once", "TRANSACTION_INTERVAL=50ms", rates[:1])
+	if err != nil {
+		return out, fmt.Errorf("exactly-once, TRANSACTION_INTERVAL=50ms: %w", err)
+	}
+	return append(out, r...), nil
 }
 
 // latency runs the stack as users run it (a streamer in mode and an
 // archiver writing a file:// lake) beside an independent read_committed
 // consumer, and measures latency and CPU at each rate in turn.
-func (b *bench) latency(ctx context.Context, mode string, rates []int) ([]latencyResult, error) {
+func (b *bench) latency(ctx context.Context, mode, variant string, rates []int) ([]latencyResult, error) {
 	slot := b.name("latency")
 	if err := b.createSlot(ctx, slot); err != nil {
 		return nil, err
 	}
 	defer b.dropSlot(context.Background(), slot)
 	topic := topicFor(slot)
-	p, err := b.startStreamer(slot, topic, "DELIVERY="+mode)
+	env := []string{"DELIVERY=" + mode}
+	if variant != "" {
+		env = append(env, variant)
+	}
+	p, err := b.startStreamer(slot, topic, env...)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +162,8 @@ func (b *bench) latency(ctx context.Context, mode string, rates []int) ([]latenc
 	if err := waitReady(arch.port); err != nil {
 		return nil, err
 	}
-	warm := strings.ReplaceAll(mode, "-", "") + "warmup"
+	tag := strings.ReplaceAll(mode, "-", "") + fmt.Sprint(b.seq) // unique per pass: usernames are unique
+	warm := tag + "warmup"
 	n, err := b.steadyInserts(ctx, warm, 100, 2*time.Second)
 	if err != nil {
 		return nil, err
@@ -174,7 +186,7 @@ func (b *bench) latency(ctx context.Context, mode string, rates []int) ([]latenc
 		if err != nil {
 			return nil, err
 		}
-		phase := fmt.Sprintf("%s%d", strings.ReplaceAll(mode, "-", ""), rate) // unique per mode: usernames are unique
+		phase := fmt.Sprintf("%sr%d", tag, rate)
 		cpu0 := cpuOf(pids)
 		status0 := metric(p.port, "userstream_streamer_status_updates_total")
 		busy0, total0 := cpuTicks()
@@ -206,7 +218,7 @@ func (b *bench) latency(ctx context.Context, mode string, rates []int) ([]latenc
 		}
 		mu.Lock()
 		r := summarize(rate, sent, lat[phase])
-		r.mode = mode
+		r.mode, r.variant = mode, variant
 		mu.Unlock()
 		r.took, r.statusUpdates = took, status1-status0
 		r.ackP50, r.ackP99 = quantileBucket(before, after, 0.50), quantileBucket(before, after, 0.99)
