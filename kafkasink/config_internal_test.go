@@ -1,22 +1,24 @@
 package kafkasink
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
-// A transactional producer lingers until its commit, which sends at once:
-// one request per partition per transaction. An operator's linger.ms (or its
-// alias, then alone) still wins, and a producer with delivery reports keeps
-// 5 ms.
-func TestATransactionalProducerLingersUntilItsCommitUnlessTheOperatorSaysOtherwise(t *testing.T) {
+// The streamer's linger (an exactly-once producer lingers as long as a
+// transaction lasts) applies unless the operator set linger.ms or its alias,
+// which then stands alone; without either it is 5 ms.
+func TestTheLingerAskedForAppliesUnlessTheOperatorSetsOne(t *testing.T) {
 	tests := []struct {
 		name  string
 		cfg   Config
 		want  string
 		alias string // the property holding the operator's value, when set
 	}{
-		{"at-least-once", Config{}, "5", ""},
-		{"transactional", Config{TransactionalID: "userstream-s"}, transactionalLinger, ""},
-		{"transactional, linger.ms set", Config{TransactionalID: "userstream-s", Properties: map[string]string{"linger.ms": "2"}}, "2", ""},
-		{"transactional, the alias set", Config{TransactionalID: "userstream-s", Properties: map[string]string{"queue.buffering.max.ms": "3"}}, "", "queue.buffering.max.ms"},
+		{"none asked", Config{}, "5", ""},
+		{"10 ms asked", Config{TransactionalID: "userstream-s", Linger: 10 * time.Millisecond}, "10", ""},
+		{"10 ms asked, linger.ms set", Config{TransactionalID: "userstream-s", Linger: 10 * time.Millisecond, Properties: map[string]string{"linger.ms": "2"}}, "2", ""},
+		{"10 ms asked, the alias set", Config{TransactionalID: "userstream-s", Linger: 10 * time.Millisecond, Properties: map[string]string{"queue.buffering.max.ms": "3"}}, "", "queue.buffering.max.ms"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -131,7 +131,7 @@ func ReadRecords(ctx context.Context, properties map[string]string, topic string
 
 // producerOnly are the producer settings a consumer refuses, and the
 // producer's logs channel, which nobody would drain here.
-var producerOnly = []string{"enable.idempotence", "acks", "compression.type", "linger.ms", "partitioner",
+var producerOnly = []string{"enable.idempotence", "acks", "compression.type", "linger.ms", "queue.buffering.max.ms", "partitioner",
 	"message.timeout.ms", "queue.buffering.max.messages", "queue.buffering.max.kbytes", "transactional.id",
 	"go.delivery.reports", "go.delivery.report.fields", "go.batch.producer", "go.produce.channel.size", "go.logs.channel.enable"}
 

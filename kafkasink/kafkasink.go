@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
@@ -31,6 +32,10 @@ type Config struct {
 	// EnsureTopic creates beside Topic.
 	ProgressTopic string
 	Partitions    int // for a topic the sink creates; default 6
+	// Linger is how long records wait to be sent together (linger.ms),
+	// unless the properties set it; 0 is 5 ms. A full batch goes at once, and
+	// a transactional producer sends what is queued when it commits.
+	Linger time.Duration
 	// Properties are librdkafka settings (bootstrap.servers, security.protocol,
 	// sasl.*, ssl.*, …); they override the defaults below, except the ones
 	// the delivery guarantees rest on.
@@ -100,11 +105,6 @@ var defaults = map[string]kafka.ConfigValue{
 	"log_level":                    "4",  // warnings and worse
 }
 
-// transactionalLinger is a transactional producer's linger.ms: ten times
-// the default TRANSACTION_INTERVAL, so records wait for the commit; under a
-// longer interval they go out every 100 ms while the transaction is open.
-const transactionalLinger = "100"
-
 // setByUser reports whether the properties set any of the names (a
 // property and its aliases).
 func setByUser(props map[string]string, names ...string) bool {
@@ -158,13 +158,9 @@ func producerConfig(cfg Config) (kafka.ConfigMap, error) {
 		// and fails (abortable) when one was not: a report per record says
 		// nothing more, at a cost per record, except which record and why.
 		cm["transactional.id"] = cfg.TransactionalID
-		// Nothing a transaction holds is readable before its commit, which
-		// sends whatever is queued at once: lingering until then makes one
-		// request per partition per transaction, instead of one per
-		// partition every linger.ms while the transaction is open.
-		if !setByUser(cfg.Properties, "linger.ms", "queue.buffering.max.ms") {
-			cm["linger.ms"] = transactionalLinger
-		}
+	}
+	if cfg.Linger > 0 && !setByUser(cfg.Properties, "linger.ms", "queue.buffering.max.ms") {
+		cm["linger.ms"] = strconv.FormatInt(cfg.Linger.Milliseconds(), 10)
 	}
 	if bs, _ := cm["bootstrap.servers"].(string); bs == "" {
 		return nil, errors.New("kafka: bootstrap.servers is empty (set KAFKA_BOOTSTRAP_SERVERS)")

@@ -75,7 +75,9 @@ type Reader struct {
 	updates      uint64 // standby status updates sent
 	deadline     time.Time // current read deadline on the connection
 	wait         time.Duration
-	caughtUp     bool // the last receive waited for the server: linger before the next
+	// lingerUntil is when the reader reads again after a receive that had
+	// to wait for the server: the end of that wait plus Linger.
+	lingerUntil time.Time
 	txn          txnState
 }
 
@@ -170,7 +172,7 @@ func (r *Reader) Next(ctx context.Context) (any, error) {
 		// call for a cancellable context, and a timeout leaves the connection
 		// usable. It is moved only when close, not once per message.
 		wait := r.wait
-		if r.received > r.sent {
+		if max(r.received, r.keepaliveEnd) > r.sent {
 			// Something received is not acknowledged yet: a caught-up stream
 			// would otherwise sit in this read while the last deliveries move
 			// the acknowledged position.
@@ -180,9 +182,10 @@ func (r *Reader) Next(ctx context.Context) (any, error) {
 			r.deadline = now.Add(wait)
 			_ = r.conn.Conn().SetReadDeadline(r.deadline)
 		}
-		if r.caughtUp {
-			r.caughtUp = false
-			if err := r.linger(ctx); err != nil {
+		if !r.lingerUntil.IsZero() {
+			err := r.linger(ctx, now)
+			r.lingerUntil = time.Time{}
+			if err != nil {
 				return nil, err
 			}
 		}
@@ -191,8 +194,10 @@ func (r *Reader) Next(ctx context.Context) (any, error) {
 			began = time.Now()
 		}
 		msg, err := r.conn.ReceiveMessage(context.Background())
-		if r.cfg.Linger > 0 && err == nil && time.Since(began) > waited {
-			r.caughtUp = true
+		if r.cfg.Linger > 0 && err == nil {
+			if end := time.Now(); end.Sub(began) > waited {
+				r.lingerUntil = end.Add(r.cfg.Linger)
+			}
 		}
 		if err != nil {
 			var netErr net.Error
@@ -224,11 +229,12 @@ func (r *Reader) Next(ctx context.Context) (any, error) {
 	}
 }
 
-// linger sleeps Linger so that what the server sends meanwhile is read in
-// one go; it never sleeps past a status update that falls due, nor past the
-// caller's own next task (SetMaxWait).
-func (r *Reader) linger(ctx context.Context) error {
-	d := min(r.cfg.Linger, r.wait, r.cfg.StatusInterval-time.Since(r.lastSent))
+// linger sleeps until lingerUntil, so that what the server sent meanwhile
+// is read in one go; the time the caller spent since counts. It never
+// sleeps past the read deadline (the caller's next task, a status update
+// falling due) nor past the status interval.
+func (r *Reader) linger(ctx context.Context, now time.Time) error {
+	d := min(r.lingerUntil.Sub(now), r.deadline.Sub(now), r.cfg.StatusInterval-now.Sub(r.lastSent))
 	if d <= 0 {
 		return nil
 	}

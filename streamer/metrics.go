@@ -29,8 +29,8 @@ type Metrics struct {
 	// StatusUpdates counts standby status updates sent to PostgreSQL: about
 	// ten a second while the position moves, not one per transaction.
 	StatusUpdates prometheus.Counter
-	role               *prometheus.GaugeVec
-	walStatus          *prometheus.GaugeVec
+	role          *prometheus.GaugeVec
+	walStatus     *prometheus.GaugeVec
 }
 
 // NewMetrics registers the streamer's series with reg.

@@ -406,6 +406,7 @@ func (p *pipe) drain() error {
 		p.s.log.Warn().Err(err).Msg("final publication check failed; the reported position may trail what Kafka holds (replayed as duplicates)")
 	}
 	err = p.reader.SendStatus(ctx)
+	p.gauges()
 	ev := p.s.log.Info().Str("acked_lsn", p.acks.Acked().String())
 	if p.sink.Reports() {
 		ev = ev.Int64("undelivered", p.produced.Load()-p.reported.Load())

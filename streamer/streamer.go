@@ -75,8 +75,9 @@ type Config struct {
 	Projectors    []projection.Projector
 }
 
-// DefaultReadLinger is ReadLinger's default: less than librdkafka's
-// linger.ms, which a burst of records then shares.
+// DefaultReadLinger is ReadLinger's default: at most what librdkafka's
+// linger.ms adds anyway (5 ms; in exactly-once mode, TRANSACTION_INTERVAL),
+// so the records of one read share a Kafka request.
 const DefaultReadLinger = 5 * time.Millisecond
 
 // Streamer is the pipeline. Run it once.
@@ -140,6 +141,12 @@ func New(cfg Config, log zerolog.Logger, m *Metrics) *Streamer {
 	}
 	if cfg.TransactionRecords <= 0 {
 		cfg.TransactionRecords = 10_000
+	}
+	if cfg.Delivery == ExactlyOnce && cfg.Kafka.Linger == 0 {
+		// A transaction's records are readable only once it commits, and
+		// the commit sends what is queued: batching them for as long as a
+		// transaction lasts at a steady load sends each partition's once.
+		cfg.Kafka.Linger = cfg.TransactionInterval
 	}
 	if cfg.Poison == "" {
 		cfg.Poison = PoisonDeadLetter
