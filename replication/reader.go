@@ -72,13 +72,13 @@ type Reader struct {
 	keepaliveEnd pglogrepl.LSN
 	sent         pglogrepl.LSN // flush position last reported
 	lastSent     time.Time
-	updates      uint64 // standby status updates sent
+	updates      uint64    // standby status updates sent
 	deadline     time.Time // current read deadline on the connection
 	wait         time.Duration
 	// lingerUntil is when the reader reads again after a receive that had
 	// to wait for the server: the end of that wait plus Linger.
 	lingerUntil time.Time
-	txn          txnState
+	txn         txnState
 }
 
 type txnState struct {

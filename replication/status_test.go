@@ -10,8 +10,6 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/userstream/userstream/internal/e2e"
-	"github.com/userstream/userstream/internal/testenv"
 	"github.com/userstream/userstream/replication"
 )
 
@@ -30,14 +28,7 @@ func (*following) Idle(pglogrepl.LSN)     {}
 func TestAtASteadyLoadStatusUpdatesAreCoalescedNotOnePerTransaction(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dsn := testenv.Postgres(t)
-	slot := testenv.Name(t, "slot")
-	e2e.PrepareDatabase(t, dsn, slot)
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	dsn, slot, conn := sharedCluster(t)
 	st, err := replication.Slot(ctx, conn, slot)
 	if err != nil {
 		t.Fatal(err)

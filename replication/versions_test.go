@@ -44,19 +44,26 @@ func privateCluster(t *testing.T, slot string) (*testenv.Cluster, string, *pgx.C
 	return c, dsn, conn, serverMajor(t, conn)
 }
 
+// sharedCluster is a database of the test's own on the shared cluster,
+// migrated, with slot, and a connection to it closed at the test's end.
+func sharedCluster(t *testing.T) (dsn, slot string, conn *pgx.Conn) {
+	t.Helper()
+	dsn, slot = testenv.Postgres(t), testenv.Name(t, "slot")
+	e2e.PrepareDatabase(t, dsn, slot)
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return dsn, slot, conn
+}
+
 // Every branch by server version is taken on the versions it is for: the
 // CI runs this package on PostgreSQL 15, 16, 17 and 18.
 func TestTheReaderAsksForWhatTheServersVersionSupports(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dsn := testenv.Postgres(t)
-	slot := testenv.Name(t, "slot")
-	e2e.PrepareDatabase(t, dsn, slot)
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	dsn, slot, conn := sharedCluster(t)
 	major := serverMajor(t, conn)
 	if got := replication.ServerMajor(conn.PgConn()); got != major {
 		t.Fatalf("ServerMajor = %d, the server is %d", got, major)
