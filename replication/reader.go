@@ -78,7 +78,10 @@ type Reader struct {
 	// lingerUntil is when the reader reads again after a receive that had
 	// to wait for the server: the end of that wait plus Linger.
 	lingerUntil time.Time
-	txn         txnState
+	// serverTimeout is the server's wal_sender_timeout (0: none): silent
+	// that long, this connection is dropped by the server.
+	serverTimeout time.Duration
+	txn           txnState
 }
 
 type txnState struct {
@@ -163,8 +166,11 @@ func (r *Reader) Next(ctx context.Context) (any, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		// One clock read per message serves both checks below.
+		// One clock read per message serves the checks below.
 		now := time.Now()
+		if err := r.stale(now); err != nil {
+			return nil, err
+		}
 		if err := r.sendStatusIfDue(ctx, now); err != nil {
 			return nil, err
 		}
@@ -194,8 +200,12 @@ func (r *Reader) Next(ctx context.Context) (any, error) {
 			began = time.Now()
 		}
 		msg, err := r.conn.ReceiveMessage(context.Background())
-		if r.cfg.Linger > 0 && err == nil {
-			if end := time.Now(); end.Sub(began) > waited {
+		if err == nil && (r.cfg.Linger > 0 || r.serverTimeout > 0) {
+			end := time.Now()
+			if err := r.stale(end); err != nil {
+				return nil, err
+			}
+			if r.cfg.Linger > 0 && end.Sub(began) > waited {
 				r.lingerUntil = end.Add(r.cfg.Linger)
 			}
 		}
@@ -227,6 +237,23 @@ func (r *Reader) Next(ctx context.Context) (any, error) {
 			return nil, fmt.Errorf("replication stream: unexpected message %T", msg)
 		}
 	}
+}
+
+// ErrStale is a connection the reader did not speak on for longer than the
+// server's wal_sender_timeout: the process was frozen (SIGSTOP, a paused
+// VM) or starved. The server has dropped it, and another process may be
+// streaming the slot already: what is still buffered here must not be
+// handed out, or it would reach Kafka twice.
+var ErrStale = errors.New("the replication connection went silent past wal_sender_timeout")
+
+// stale is ErrStale once nothing was sent to the server for longer than its
+// wal_sender_timeout; the reader sends at least every StatusInterval (a
+// quarter of it) while it runs.
+func (r *Reader) stale(now time.Time) error {
+	if silent := now.Sub(r.lastSent); r.serverTimeout > 0 && silent > r.serverTimeout {
+		return fmt.Errorf("%w: nothing sent for %s (the server's timeout is %s); nothing more is read from it", ErrStale, silent.Round(time.Millisecond), r.serverTimeout)
+	}
+	return nil
 }
 
 // linger sleeps until lingerUntil, so that what the server sent meanwhile
@@ -367,6 +394,7 @@ func (r *Reader) fitStatusInterval(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("wal_sender_timeout: %w", err)
 	}
+	r.serverTimeout = timeout
 	if timeout > 0 {
 		r.cfg.StatusInterval = min(r.cfg.StatusInterval, max(timeout/4, 100*time.Millisecond))
 	}

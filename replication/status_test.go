@@ -2,6 +2,7 @@ package replication_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/userstream/userstream/internal/e2e"
 	"github.com/userstream/userstream/replication"
 )
 
@@ -122,4 +124,32 @@ func TestAtASteadyLoadStatusUpdatesAreCoalescedNotOnePerTransaction(t *testing.T
 		}
 	}
 	t.Logf("%d status updates for %d transactions", sent, txns)
+}
+
+// A reader that was frozen (SIGSTOP, a paused VM) past the server's
+// wal_sender_timeout hands out nothing it still holds: the server dropped the
+// connection, another process may stream the slot already, and what was
+// buffered would reach Kafka twice.
+func TestAReaderSilentPastWalSenderTimeoutHandsOutNothingMore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dsn, slot, conn := sharedCluster(t)
+	st, err := replication.Slot(ctx, conn, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := replication.Open(ctx, replication.Config{DSN: e2e.WithServerOption(t, dsn, "wal_sender_timeout=1s"), Slot: slot,
+		Publication: "users_pub", StartLSN: st.Confirmed}, ackAt(st.Confirmed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(ctx)
+	if _, err := conn.Exec(ctx, "INSERT INTO users (username, country_code, created_at, api_version) VALUES ('frozen-1', 'FR', now(), 'test')"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // frozen: nothing read, nothing sent
+	v, err := r.Next(ctx)
+	if !errors.Is(err, replication.ErrStale) {
+		t.Fatalf("Next after a silence past wal_sender_timeout = %T, %v; want ErrStale", v, err)
+	}
 }
