@@ -306,35 +306,34 @@ func summarize(rate, sent int, l []time.Duration) latencyResult {
 	return r
 }
 
+// waitActive waits for a streamer's /readyz to name it active.
 func waitActive(port int) error {
-	for i := 0; i < 300; i++ {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", port))
-		if err == nil {
-			var body struct{ Role string }
-			_ = json.NewDecoder(resp.Body).Decode(&body)
-			resp.Body.Close()
-			if body.Role == "active" {
-				return nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("streamer not active within 30 s")
+	return waitReadyz(port, "streamer active", func(resp *http.Response) bool {
+		var body struct{ Role string }
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return body.Role == "active"
+	})
 }
 
 // waitReady waits for a program's /readyz to answer 200.
 func waitReady(port int) error {
+	return waitReadyz(port, "ready", func(resp *http.Response) bool { return resp.StatusCode == http.StatusOK })
+}
+
+// waitReadyz asks a program's /readyz every 100 ms, for up to 30 s, until ok.
+func waitReadyz(port int, what string, ok func(*http.Response) bool) error {
 	for i := 0; i < 300; i++ {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", port))
 		if err == nil {
+			done := ok(resp)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if done {
 				return nil
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("not ready within 30 s (port %d)", port)
+	return fmt.Errorf("not %s within 30 s (port %d)", what, port)
 }
 
 // scrapeHistogram reads the commit-to-ack histogram's cumulative buckets.

@@ -174,7 +174,7 @@ func New(cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	reports := cfg.TransactionalID == ""
+	reports, _ := cm["go.delivery.reports"].(bool)
 	p, err := kafka.NewProducer(&cm)
 	if err != nil {
 		// librdkafka names the offending property, never its value.

@@ -166,7 +166,7 @@ func (r *Reader) Next(ctx context.Context) (any, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		// One clock read per message serves the checks below.
+		// One clock read serves the checks before the receive.
 		now := time.Now()
 		if err := r.stale(now); err != nil {
 			return nil, err
@@ -195,18 +195,11 @@ func (r *Reader) Next(ctx context.Context) (any, error) {
 				return nil, err
 			}
 		}
-		began := now
-		if r.cfg.Linger > 0 {
-			began = time.Now()
-		}
+		began := time.Now() // after any linger: only the receive's own wait counts
 		msg, err := r.conn.ReceiveMessage(context.Background())
-		if err == nil && (r.cfg.Linger > 0 || r.serverTimeout > 0) {
-			end := time.Now()
-			if err := r.stale(end); err != nil {
+		if err == nil {
+			if err := r.afterReceive(began); err != nil {
 				return nil, err
-			}
-			if r.cfg.Linger > 0 && end.Sub(began) > waited {
-				r.lingerUntil = end.Add(r.cfg.Linger)
 			}
 		}
 		if err != nil {
@@ -252,6 +245,20 @@ var ErrStale = errors.New("the replication connection went silent past wal_sende
 func (r *Reader) stale(now time.Time) error {
 	if silent := now.Sub(r.lastSent); r.serverTimeout > 0 && silent > r.serverTimeout {
 		return fmt.Errorf("%w: nothing sent for %s (the server's timeout is %s); nothing more is read from it", ErrStale, silent.Round(time.Millisecond), r.serverTimeout)
+	}
+	return nil
+}
+
+// afterReceive checks a message received since began before it is handed
+// out: nothing comes from a stale connection, and a receive that had to wait
+// for the server starts a linger.
+func (r *Reader) afterReceive(began time.Time) error {
+	end := time.Now()
+	if err := r.stale(end); err != nil {
+		return err
+	}
+	if r.cfg.Linger > 0 && end.Sub(began) > waited {
+		r.lingerUntil = end.Add(r.cfg.Linger)
 	}
 	return nil
 }

@@ -22,6 +22,24 @@ type following struct{ lsn atomic.Uint64 }
 func (f *following) Acked() pglogrepl.LSN { return pglogrepl.LSN(f.lsn.Load()) }
 func (*following) Idle(pglogrepl.LSN)     {}
 
+// openAtSlot opens a reader from the slot's confirmed position, with the
+// acker made for it, and closes it at the test's end.
+func openAtSlot(t *testing.T, conn *pgx.Conn, cfg replication.Config, acker func(pglogrepl.LSN) replication.Acker) *replication.Reader {
+	t.Helper()
+	ctx := context.Background()
+	st, err := replication.Slot(ctx, conn, cfg.Slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.StartLSN = st.Confirmed
+	r, err := replication.Open(ctx, cfg, acker(st.Confirmed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(context.Background()) })
+	return r
+}
+
 // At a steady load the walsender sends an unasked keepalive each time it
 // waits for WAL; answering each would cost a write and a wake-up per
 // transaction on both sides. The reader answers when asked and otherwise
@@ -31,17 +49,11 @@ func TestAtASteadyLoadStatusUpdatesAreCoalescedNotOnePerTransaction(t *testing.T
 	t.Parallel()
 	ctx := context.Background()
 	dsn, slot, conn := sharedCluster(t)
-	st, err := replication.Slot(ctx, conn, slot)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ack := &following{}
-	ack.lsn.Store(uint64(st.Confirmed))
-	r, err := replication.Open(ctx, replication.Config{DSN: dsn, Slot: slot, Publication: "users_pub", StartLSN: st.Confirmed}, ack)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close(ctx)
+	r := openAtSlot(t, conn, replication.Config{DSN: dsn, Slot: slot, Publication: "users_pub"}, func(confirmed pglogrepl.LSN) replication.Acker {
+		ack.lsn.Store(uint64(confirmed))
+		return ack
+	})
 
 	// Several connections, as an application has: one's commit flushes the
 	// WAL of another's transaction still in progress, which the walsender
@@ -134,16 +146,8 @@ func TestAReaderSilentPastWalSenderTimeoutHandsOutNothingMore(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	dsn, slot, conn := sharedCluster(t)
-	st, err := replication.Slot(ctx, conn, slot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := replication.Open(ctx, replication.Config{DSN: e2e.WithServerOption(t, dsn, "wal_sender_timeout=1s"), Slot: slot,
-		Publication: "users_pub", StartLSN: st.Confirmed}, ackAt(st.Confirmed))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close(ctx)
+	r := openAtSlot(t, conn, replication.Config{DSN: e2e.WithServerOption(t, dsn, "wal_sender_timeout=1s"), Slot: slot, Publication: "users_pub"},
+		func(confirmed pglogrepl.LSN) replication.Acker { return ackAt(confirmed) })
 	if _, err := conn.Exec(ctx, "INSERT INTO users (username, country_code, created_at, api_version) VALUES ('frozen-1', 'FR', now(), 'test')"); err != nil {
 		t.Fatal(err)
 	}
