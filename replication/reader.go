@@ -328,7 +328,13 @@ func (r *Reader) handleCopyData(ctx context.Context, data []byte) (any, bool, er
 // SendStatusIfDue sends a standby status update when the acknowledged
 // position advanced and ReportDelay has passed, or when StatusInterval has.
 func (r *Reader) SendStatusIfDue(ctx context.Context) error {
-	return r.sendStatusIfDue(ctx, time.Now())
+	now := time.Now()
+	// A write to a connection the server dropped still succeeds locally:
+	// it must not make a stale connection look alive to the next Next.
+	if err := r.stale(now); err != nil {
+		return err
+	}
+	return r.sendStatusIfDue(ctx, now)
 }
 
 func (r *Reader) sendStatusIfDue(ctx context.Context, now time.Time) error {

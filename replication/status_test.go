@@ -152,6 +152,12 @@ func TestAReaderSilentPastWalSenderTimeoutHandsOutNothingMore(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(1500 * time.Millisecond) // frozen: nothing read, nothing sent
+	// Woken while Kafka's queue is full, the streamer first sends a status
+	// update: written into the dropped connection, it must not make the
+	// connection look alive again.
+	if err := r.SendStatusIfDue(ctx); !errors.Is(err, replication.ErrStale) {
+		t.Errorf("SendStatusIfDue after a silence past wal_sender_timeout = %v; want ErrStale", err)
+	}
 	v, err := r.Next(ctx)
 	if !errors.Is(err, replication.ErrStale) {
 		t.Fatalf("Next after a silence past wal_sender_timeout = %T, %v; want ErrStale", v, err)
