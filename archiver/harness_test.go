@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/userstream/userstream/archiver"
+	"github.com/userstream/userstream/envelope"
 	"github.com/userstream/userstream/eventfile"
 	"github.com/userstream/userstream/internal/testenv"
 	"github.com/userstream/userstream/lake"
@@ -105,7 +106,7 @@ func start(t *testing.T, lakeURL, bootstrap, topic, group string, roll archiver.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	schemas, err := eventfile.Contracts(projection.Schemas)
+	schemas, err := eventfile.Contracts(envelope.Schemas)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
+	"github.com/userstream/userstream/envelope"
 	"github.com/userstream/userstream/eventfile"
 	"github.com/userstream/userstream/lake"
 )
@@ -143,28 +144,11 @@ func (a *Archiver) revoke(tps []kafka.TopicPartition, lost bool) {
 // missing or malformed CloudEvents headers, naming them but never a value.
 func record(m *kafka.Message) (eventfile.Record, error) {
 	r := eventfile.Record{Partition: m.TopicPartition.Partition, Offset: int64(m.TopicPartition.Offset), Key: m.Key, Value: m.Value}
-	var ceTime string
+	var a envelope.Attributes
 	for _, h := range m.Headers {
-		switch h.Key {
-		case "ce_id":
-			r.CEID = string(h.Value)
-		case "ce_time":
-			ceTime = string(h.Value)
-		case "ce_source":
-			r.CESource = string(h.Value)
-		case "ce_type":
-			r.CEType = string(h.Value)
-		case "userstream_lsn":
-			r.LSN = string(h.Value)
-		}
+		a.Set(h.Key, h.Value)
 	}
-	if r.CEID == "" || r.CEType == "" || ceTime == "" {
-		return r, errors.New("record lacks a ce_id, ce_type or ce_time header")
-	}
-	t, err := time.Parse(time.RFC3339Nano, ceTime)
-	if err != nil {
-		return r, fmt.Errorf("ce_time header is not RFC 3339")
-	}
-	r.CETime = t
-	return r, nil
+	err := a.Check()
+	r.CEID, r.CEType, r.CESource, r.CETime, r.LSN = a.ID, a.Type, a.Source, a.Time, a.LSN
+	return r, err
 }

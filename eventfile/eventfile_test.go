@@ -10,13 +10,13 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
 
+	"github.com/userstream/userstream/envelope"
 	"github.com/userstream/userstream/eventfile"
-	"github.com/userstream/userstream/projection"
 )
 
 func userCreated(t *testing.T) *eventfile.Schema {
 	t.Helper()
-	all, err := eventfile.Contracts(projection.Schemas)
+	all, err := eventfile.Contracts(envelope.Schemas)
 	if err != nil {
 		t.Fatal(err)
 	}

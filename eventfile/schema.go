@@ -14,14 +14,16 @@ import (
 	"strings"
 
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/userstream/userstream/envelope"
 )
 
 // The envelope columns every file carries besides the event's own fields.
 const (
-	ColCEID       = "ce_id"
-	ColCETime     = "ce_time"
-	ColCESource   = "ce_source"
-	ColCEType     = "ce_type"
+	ColCEID       = envelope.ID // the columns named after their headers
+	ColCETime     = envelope.Time
+	ColCESource   = envelope.Source
+	ColCEType     = envelope.Type
 	ColKey        = "kafka_key"
 	ColPartition  = "kafka_partition"
 	ColOffset     = "kafka_offset"

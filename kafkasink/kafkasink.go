@@ -14,9 +14,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/userstream/userstream/envelope"
 )
 
 // Config describes the producer.
@@ -127,6 +130,8 @@ type Sink struct {
 	progress string
 	parts    int
 	reports  bool // a delivery report per record on Events; false for a transactional producer
+	mu       sync.Mutex
+	headers  []kafka.Header // the record being produced's, reused
 }
 
 // producerConfig is the librdkafka configuration for cfg: the defaults,
@@ -323,29 +328,37 @@ func (e *AccessError) Unwrap() error { return e.Err }
 // Events with the opaque, unless the sink is transactional (Reports).
 // kafka.ErrQueueFull (as a kafka.Error) is the backpressure signal: wait for
 // deliveries and try again.
-func (s *Sink) Produce(key, value []byte, headers []kafka.Header, opaque any) error {
+func (s *Sink) Produce(key, value []byte, headers []envelope.Header, opaque any) error {
 	return s.produce(&s.topic, key, value, headers, opaque)
 }
 
 // ProduceDeadLetter is Produce to the dead-letter topic.
-func (s *Sink) ProduceDeadLetter(key, value []byte, headers []kafka.Header, opaque any) error {
+func (s *Sink) ProduceDeadLetter(key, value []byte, headers []envelope.Header, opaque any) error {
 	if s.dlq == "" {
 		return errors.New("no dead-letter topic configured")
 	}
 	return s.produce(&s.dlq, key, value, headers, opaque)
 }
 
-func (s *Sink) produce(topic *string, key, value []byte, headers []kafka.Header, opaque any) error {
+func (s *Sink) produce(topic *string, key, value []byte, headers []envelope.Header, opaque any) error {
 	if !s.reports {
 		// The client keeps an opaque until its report: with none coming, it
 		// would keep every one.
 		opaque = nil
 	}
+	// The client copies the headers into librdkafka's message before
+	// Produce returns, so one buffer serves every record.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.headers = s.headers[:0]
+	for _, h := range headers {
+		s.headers = append(s.headers, kafka.Header{Key: h.Key, Value: h.Value})
+	}
 	return s.p.Produce(&kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: topic, Partition: kafka.PartitionAny},
 		Key:            key,
 		Value:          value,
-		Headers:        headers,
+		Headers:        s.headers,
 		Opaque:         opaque,
 	}, nil)
 }

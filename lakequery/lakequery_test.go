@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/userstream/userstream/envelope"
 	"github.com/userstream/userstream/eventfile"
 	"github.com/userstream/userstream/lake"
 	"github.com/userstream/userstream/lakequery"
@@ -27,7 +28,7 @@ func writeFile(t *testing.T, root string, partition int32, first int64, n int, c
 // ce_ids and keys, as an at-least-once streamer's replay writes them.
 func writeCopies(t *testing.T, root string, partition int32, first, orig int64, n int, country string) {
 	t.Helper()
-	schemas, err := eventfile.Contracts(projection.Schemas)
+	schemas, err := eventfile.Contracts(envelope.Schemas)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@
 package projection
 
 import (
-	"embed"
 	"errors"
 	"time"
 )
@@ -97,8 +96,3 @@ var ErrValue = errors.New("row does not make a valid event")
 
 // All returns every projector the streamer runs.
 func All() []Projector { return []Projector{UserCreated{}} }
-
-// Schemas holds the JSON Schema of every event value, schema/<type>.json.
-//
-//go:embed schema/*.json
-var Schemas embed.FS

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/userstream/userstream/envelope"
 )
 
 // Validator compiles the JSON Schema of an event type (schema/<type>.json)
@@ -12,7 +14,7 @@ import (
 // included. Consumers' tests and ours use it to hold events to the contract.
 func Validator(eventType string) (func(value []byte) error, error) {
 	name := "schema/" + eventType + ".json"
-	f, err := Schemas.Open(name)
+	f, err := envelope.Schemas.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("no schema for %s: %w", eventType, err)
 	}

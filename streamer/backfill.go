@@ -2,15 +2,17 @@ package streamer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/userstream/userstream/delivery"
+	"github.com/userstream/userstream/envelope"
 	"github.com/userstream/userstream/kafkasink"
 	"github.com/userstream/userstream/projection"
 	"github.com/userstream/userstream/replication"
@@ -52,22 +54,10 @@ func (s *Streamer) Backfill(ctx context.Context, r BackfillRange) (BackfillResul
 		return res, fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(context.Background())
-	var sysid, db string
-	if err := conn.QueryRow(ctx, "SELECT system_identifier::text, current_database() FROM pg_control_system()").Scan(&sysid, &db); err != nil {
-		return res, fmt.Errorf("identify database: %w", err)
-	}
-	pr := projection.UserCreated{}
-	ns, table := pr.Table()
 	var tables map[uint32]published
 	if r.Missing {
-		// Rows committed after the boundary was read, even with lower ids,
-		// are the slot's to stream: without a slot they would be missed.
-		if _, err := replication.Slot(ctx, conn, s.cfg.Slot); err != nil {
-			return res, fmt.Errorf("backfill --missing needs the slot to stream what commits while it runs (start the streamer once with CREATE_SLOT=true first): %w", err)
-		}
-		var missingPubs []replication.PublicationSpec
-		if tables, missingPubs, err = s.checkPublications(ctx, conn); err != nil || len(missingPubs) > 0 {
-			return res, fmt.Errorf("backfill --missing needs the publication as the streamer needs it (missing: %v): %w", missingPubs, err)
+		if tables, err = s.checkForMissing(ctx, conn); err != nil {
+			return res, err
 		}
 	}
 	// The writer first: in exactly-once mode it fences an interrupted run of
@@ -75,7 +65,7 @@ func (s *Streamer) Backfill(ctx context.Context, r BackfillRange) (BackfillResul
 	// are everything that run made durable, and reading them does not wait
 	// for that transaction to time out.
 	key := s.backfillKey(r)
-	w, err := s.newBackfillWriter(ctx, key)
+	w, err := s.newBackfillWriter(ctx)
 	if err != nil {
 		return res, err
 	}
@@ -84,42 +74,13 @@ func (s *Streamer) Backfill(ctx context.Context, r BackfillRange) (BackfillResul
 	if err != nil {
 		return res, err
 	}
-	var present idSet
-	if r.Missing {
-		if err := s.readAccountedFor(ctx, &present); err != nil {
-			return res, err
-		}
-		if err := s.checkSequence(ctx, conn, present.largest); err != nil {
-			return res, err
-		}
-	}
-	bf := &backfill{s: s, conn: conn, sink: w.sink, pr: pr, present: &present, missing: r.Missing,
-		table: ns + "." + table, source: []byte(ceSource(sysid, db, ns, table)), ce: newCEEncoder(), res: &res}
-	meter := newProgressMeter(s.log, "backfill", job.Total, job.Done, true)
-	for job.AfterID < job.UpToID {
-		if err := w.begin(); err != nil {
-			return res, err
-		}
-		n, last, err := bf.batch(ctx, job.AfterID, job.UpToID, r.BatchSize)
-		if err != nil {
-			return res, err
-		}
-		if n == 0 {
-			break
-		}
-		job.AfterID, job.Done = last, job.Done+int64(n)
-		// The chunk and the cursor that says it is in Kafka become durable
-		// together: a crashed backfill resumes after its last durable chunk.
-		if err := w.commit(ctx, job); err != nil {
-			return res, err
-		}
-		meter.update(job.Done)
-	}
-	job.State = "complete"
-	if err := w.finish(ctx, job); err != nil {
+	bf := &backfill{s: s, conn: conn, w: w, key: []byte(key), missing: r.Missing, res: &res}
+	if err := bf.prepare(ctx); err != nil {
 		return res, err
 	}
-	meter.done(job.Done)
+	if err := bf.run(w.ctx, &job, r.BatchSize); err != nil {
+		return res, w.err(err)
+	}
 	if r.Missing {
 		// The recovery is done: every user is in the topic or on the
 		// dead-letter topic, and the publication as it is now is the one the
@@ -129,6 +90,82 @@ func (s *Streamer) Backfill(ctx context.Context, r BackfillRange) (BackfillResul
 		}
 	}
 	return res, nil
+}
+
+// checkForMissing checks what `backfill --missing` needs: the slot, to
+// stream what commits while it runs (rows committed after the boundary was
+// read, even with lower ids, are the slot's to stream: without a slot they
+// would be missed), and the publication as the streamer needs it.
+func (s *Streamer) checkForMissing(ctx context.Context, conn *pgx.Conn) (map[uint32]published, error) {
+	if _, err := replication.Slot(ctx, conn, s.cfg.Slot); err != nil {
+		return nil, fmt.Errorf("backfill --missing needs the slot to stream what commits while it runs (start the streamer once with CREATE_SLOT=true first): %w", err)
+	}
+	tables, missingPubs, err := s.checkPublications(ctx, conn)
+	if err != nil || len(missingPubs) > 0 {
+		return nil, fmt.Errorf("backfill --missing needs the publication as the streamer needs it (missing: %v): %w", missingPubs, err)
+	}
+	return tables, nil
+}
+
+// prepare reads, for --missing, the users the topics account for, and
+// names the source of the events.
+func (bf *backfill) prepare(ctx context.Context) error {
+	s := bf.s
+	if bf.missing {
+		if err := s.readAccountedFor(ctx, &bf.present); err != nil {
+			return err
+		}
+		if err := s.checkSequence(ctx, bf.conn, bf.present.largest); err != nil {
+			return err
+		}
+	}
+	var sysid, db string
+	if err := bf.conn.QueryRow(ctx, "SELECT system_identifier::text, current_database() FROM pg_control_system()").Scan(&sysid, &db); err != nil {
+		return fmt.Errorf("identify database: %w", err)
+	}
+	bf.cp = s.newCopier(bf.w.d, sysid, db, envelope.Backfill, "backfill")
+	return nil
+}
+
+// run sends the job's chunks, each made durable together with the cursor
+// that says it is in Kafka, so a crashed backfill resumes after its last
+// durable chunk; then it records the job complete and waits until Kafka
+// has everything.
+func (bf *backfill) run(ctx context.Context, job *backfillJob, batchSize int) error {
+	meter := newProgressMeter(bf.s.log, "backfill", job.Total, job.Done, true)
+	for job.AfterID < job.UpToID {
+		c := &delivery.Chunk{}
+		n, last, err := bf.batch(ctx, c, job.AfterID, job.UpToID, batchSize)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+		job.AfterID, job.Done = last, job.Done+int64(n)
+		if err := bf.durable(ctx, c, *job); err != nil {
+			return err
+		}
+		meter.update(job.Done)
+	}
+	job.State = "complete"
+	if err := bf.durable(ctx, &delivery.Chunk{}, *job); err != nil {
+		return err
+	}
+	if err := bf.w.d.Flush(ctx); err != nil {
+		return err
+	}
+	meter.done(job.Done)
+	return nil
+}
+
+// durable makes chunk c durable with job as its cursor.
+func (bf *backfill) durable(ctx context.Context, c *delivery.Chunk, job backfillJob) error {
+	cursor, err := json.Marshal(job)
+	if err != nil {
+		return err
+	}
+	return bf.w.d.Durable(ctx, c, bf.key, cursor)
 }
 
 // LargestID is the largest user id the topic or the dead-letter topic
@@ -165,20 +202,18 @@ func (s *Streamer) readAccountedFor(ctx context.Context, present *idSet) error {
 type backfill struct {
 	s       *Streamer
 	conn    *pgx.Conn
-	sink    *kafkasink.Sink
-	pr      projection.Projector
-	present *idSet
+	w       *backfillWriter
+	cp      *copier
+	key     []byte // the job's cursor record
+	present idSet
 	missing bool
-	table   string
-	source  []byte
-	ce      *ceEncoder
 	res     *BackfillResult
 }
 
-// batch produces the next batch of rows and returns how many rows it read,
-// and the last id.
-func (bf *backfill) batch(ctx context.Context, after, upTo int64, limit int) (int, int64, error) {
-	rows, b, idCol, err := selectUsers(ctx, bf.conn, bf.pr, after, upTo, limit, "")
+// batch produces the next batch of rows into c and returns how many rows it
+// read, and the last id.
+func (bf *backfill) batch(ctx context.Context, c *delivery.Chunk, after, upTo int64, limit int) (int, int64, error) {
+	rows, b, idCol, err := selectUsers(ctx, bf.conn, bf.cp.pr, after, upTo, limit, "")
 	if err != nil {
 		return 0, after, err
 	}
@@ -201,67 +236,18 @@ func (bf *backfill) batch(ctx context.Context, after, upTo int64, limit int) (in
 			bf.res.Present++
 			continue
 		}
-		if err := bf.one(ctx, b, id, vals); err != nil {
+		produced, poison, err := bf.cp.copy(ctx, c, b, id, vals)
+		if err != nil {
 			return n, last, err
+		}
+		if produced {
+			bf.res.Produced++
+		}
+		if poison {
+			bf.res.Poison++
 		}
 	}
 	return n, last, rows.Err()
-}
-
-func (bf *backfill) one(ctx context.Context, b projection.Binding, id int64, vals []any) error {
-	ev, ok, err := b.Project(projection.Insert, valuesRow(vals))
-	if errors.Is(err, projection.ErrValue) {
-		return bf.poison(ctx, id, vals, err)
-	}
-	if err != nil {
-		return fmt.Errorf("project a user: %w", err)
-	}
-	if !ok {
-		return nil
-	}
-	headers := bf.ce.copied(ev, bf.source, "userstream_backfill")
-	if err := bf.produce(ctx, func() error { return bf.sink.Produce(ev.Key, ev.Value, headers, nil) }); err != nil {
-		return fmt.Errorf("produce user %s: %w", ev.Subject, err)
-	}
-	bf.res.Produced++
-	return nil
-}
-
-// poison sends a row that makes no valid event to the dead-letter topic, as
-// the stream and the snapshot do; the log names the column, never the value.
-func (bf *backfill) poison(ctx context.Context, id int64, vals []any, cause error) error {
-	if bf.s.cfg.Poison == PoisonStop || bf.s.cfg.Kafka.DeadLetterTopic == "" {
-		return fmt.Errorf("user %d makes no valid event: %w. POISON=stop is set: fix or delete the row, or set POISON=dead-letter to send it to the dead-letter topic, then run the backfill again", id, cause)
-	}
-	bf.s.log.Warn().Int64("id", id).Str("error", cause.Error()).Msg("backfill: the row makes no valid event; sent to the dead-letter topic")
-	key, value, err := copiedDeadLetter(bf.table, bf.pr.SourceColumns(), vals, id, cause)
-	if err != nil {
-		return err
-	}
-	headers := copiedDeadLetterHeaders(bf.source, "userstream_backfill")
-	if err := bf.produce(ctx, func() error { return bf.sink.ProduceDeadLetter(key, value, headers, nil) }); err != nil {
-		return fmt.Errorf("produce the dead letter of user %d: %w", id, err)
-	}
-	bf.res.Poison++
-	return nil
-}
-
-// produce hands one record to Kafka, waiting out a full queue.
-func (bf *backfill) produce(ctx context.Context, send func() error) error {
-	for {
-		err := send()
-		if err == nil {
-			return nil
-		}
-		if !kafkasink.IsQueueFull(err) {
-			return bf.sink.TransactionError(ctx, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Millisecond):
-		}
-	}
 }
 
 // selectUsers reads up to limit rows with after < id <= upTo in id order,

@@ -3,14 +3,13 @@ package streamer
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/userstream/userstream/delivery"
 	"github.com/userstream/userstream/kafkasink"
 	"github.com/userstream/userstream/replication"
 )
@@ -102,128 +101,67 @@ func (s *Streamer) extendBackfillJob(ctx context.Context, conn *pgx.Conn, job *b
 	return nil
 }
 
-// backfillWriter makes each chunk durable with its cursor, in the
-// streamer's delivery mode.
+// backfillWriter is a backfill's producer and its delivery, in the
+// streamer's delivery mode, with its own transactional id in exactly-once
+// mode. Its context ends when a delivery fails.
 type backfillWriter struct {
-	s     *Streamer
-	sink  *kafkasink.Sink
-	key   []byte
-	txn   bool
-	mu    sync.Mutex
-	fail  error // the first failed delivery report
-	stop  chan struct{}
-	ended sync.WaitGroup
+	sink   *kafkasink.Sink
+	d      *delivery.Stream
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	fail   error // what ended Serve
+	stop   chan struct{}
+	ended  sync.WaitGroup
 }
 
-func (s *Streamer) newBackfillWriter(ctx context.Context, key string) (*backfillWriter, error) {
-	cfg := s.plainKafka()
-	if s.cfg.Delivery == ExactlyOnce {
-		cfg.TransactionalID = s.cfg.Kafka.TransactionalID + "-backfill"
-	}
-	sink, err := s.newSink(cfg)
+func (s *Streamer) newBackfillWriter(ctx context.Context) (*backfillWriter, error) {
+	sink, err := s.newSink(s.cfg.Delivery.Producer(s.cfg.Kafka, s.cfg.Slot+"-backfill", s.cfg.TransactionInterval))
 	if err != nil {
 		return nil, err
 	}
-	w := &backfillWriter{s: s, sink: sink, key: []byte(key), txn: cfg.TransactionalID != "", stop: make(chan struct{})}
+	cfg := s.deliveryConfig(delivery.Hooks{})
+	cfg.ProgressKey = nil // a backfill never skips on the stream's progress
+	w := &backfillWriter{sink: sink, d: delivery.New(cfg, sink, nil), stop: make(chan struct{})}
+	w.ctx, w.cancel = context.WithCancel(ctx)
 	w.ended.Add(1)
-	go w.reports()
+	go func() {
+		defer w.ended.Done()
+		if err := w.d.Serve(w.ctx, w.stop); err != nil {
+			w.mu.Lock()
+			w.fail = err
+			w.mu.Unlock()
+			w.cancel()
+		}
+	}()
 	if err := sink.EnsureTopic(ctx); err != nil {
 		w.close()
 		return nil, err
 	}
-	if w.txn {
-		if err := sink.InitTransactions(ctx); err != nil {
-			w.close()
-			return nil, err
-		}
+	if _, err := w.d.Start(ctx, s.cfg.Kafka.Properties, s.cfg.Kafka.ProgressTopic); err != nil {
+		w.close()
+		return nil, err
 	}
 	return w, nil
 }
 
-// reports serves delivery reports, as librdkafka requires, and keeps the
-// first failure.
-func (w *backfillWriter) reports() {
-	defer w.ended.Done()
-	for {
-		select {
-		case <-w.stop:
-			return
-		case <-w.sink.Logs():
-		case e := <-w.sink.Events():
-			if m, ok := e.(*kafka.Message); ok && m.TopicPartition.Error != nil {
-				w.mu.Lock()
-				if w.fail == nil {
-					w.fail = fmt.Errorf("delivery failed: %w", m.TopicPartition.Error)
-				}
-				w.mu.Unlock()
-			}
-		}
-	}
-}
-
-func (w *backfillWriter) failed() error {
+// err is the failed delivery that ended the writer, if one did, in place
+// of err (which is then its consequence: a cancelled context).
+func (w *backfillWriter) err(err error) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.fail
-}
-
-func (w *backfillWriter) begin() error {
-	if w.txn {
-		return w.sink.BeginTransaction()
+	if w.fail != nil {
+		return w.fail
 	}
-	return nil
-}
-
-// commit makes the chunk produced since begin durable with job as cursor.
-func (w *backfillWriter) commit(ctx context.Context, job backfillJob) error {
-	cursor, err := json.Marshal(job)
-	if err != nil {
-		return err
-	}
-	if w.txn {
-		if err := w.sink.ProduceProgress(w.key, cursor); err != nil {
-			return fmt.Errorf("produce the backfill cursor: %w", err)
-		}
-		if err := w.sink.CommitTransaction(ctx); err != nil {
-			return errors.Join(err, w.sink.AbortTransaction(context.WithoutCancel(ctx)))
-		}
-		return w.failed()
-	}
-	// At-least-once: the cursor only once every record before it was
-	// acknowledged.
-	for w.sink.Len() > 0 {
-		if err := w.failed(); err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Millisecond):
-		}
-	}
-	if err := w.failed(); err != nil {
-		return err
-	}
-	return w.sink.WriteProgress(ctx, w.key, cursor)
-}
-
-// finish records the job complete.
-func (w *backfillWriter) finish(ctx context.Context, job backfillJob) error {
-	if err := w.begin(); err != nil {
-		return err
-	}
-	return w.commit(ctx, job)
+	return err
 }
 
 func (w *backfillWriter) close() {
-	if w.txn {
-		// A failed chunk's transaction would pin every read_committed
-		// consumer of the topic until it timed out.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_ = w.sink.AbortTransaction(ctx) // an error means none was open
-		cancel()
-	}
+	// A failed chunk's transaction would pin every read_committed consumer
+	// of the topic until it timed out.
+	w.d.Close()
 	close(w.stop)
 	w.ended.Wait()
+	w.cancel()
 	w.sink.Close()
 }

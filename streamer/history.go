@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/rs/zerolog"
 
+	"github.com/userstream/userstream/delivery"
 	"github.com/userstream/userstream/replication"
 )
 
@@ -42,25 +43,25 @@ type historyCheck struct {
 // never wrote. A record that cannot be borne out (an earlier version's, one
 // past serverWAL, or one this process already found wanting) skips
 // nothing: that can repeat events (with their ce_id), never lose one.
-func (s *Streamer) trusted(pr progress, start, serverWAL pglogrepl.LSN) (progress, historyCheck) {
-	if pr.commit < start {
+func (s *Streamer) trusted(pr delivery.Progress, start, serverWAL pglogrepl.LSN) (delivery.Progress, historyCheck) {
+	if pglogrepl.LSN(pr.CommitPosition()) < start {
 		// The slot replays nothing at or before it: there is nothing to skip.
-		return progress{}, historyCheck{}
+		return delivery.Progress{}, historyCheck{}
 	}
-	want, ok := pr.commitID()
+	want, ok := commitID(pr)
 	switch {
 	case !ok:
 		s.metrics.ProgressUnverified.Inc()
 		s.progressLog(pr, start).Warn().Msg("exactly-once: the last progress record does not name its transaction (an earlier version wrote it), so it cannot be checked against this server's history and nothing is skipped on it: the events between the slot's position and it may arrive twice, with their ce_id")
-		return progress{}, historyCheck{}
-	case pr.commit >= serverWAL:
+		return delivery.Progress{}, historyCheck{}
+	case want.LSN >= serverWAL:
 		s.historyDiffers(pr, start, fmt.Errorf("%w: the server's WAL is at %s, before it", errHistoryDiffers, serverWAL))
-		return progress{}, historyCheck{}
+		return delivery.Progress{}, historyCheck{}
 	}
 	if found, _ := s.distrusted.Load().(replication.CommitID); found.Same(want) {
 		s.metrics.ProgressUnverified.Inc()
 		s.progressLog(pr, start).Warn().Msg("exactly-once: skipping nothing on the last progress record, which this server's history does not hold (see the error before)")
-		return progress{}, historyCheck{}
+		return delivery.Progress{}, historyCheck{}
 	}
 	s.progressLog(pr, start).Info().Int("records", pr.Records).Bool("complete", pr.Complete).
 		Msg("exactly-once: resuming after the last committed progress; records at or before it are skipped once the stream shows its transaction, and nothing past the start is acknowledged before")
@@ -71,15 +72,16 @@ func (s *Streamer) trusted(pr progress, start, serverWAL pglogrepl.LSN) (progres
 // the check is pending, in commit order: transactions before the record's
 // are covered by it; the record's own transaction proves the history; any
 // other transaction at or past its position disproves it.
-func (h *historyCheck) bears(cur *txn) (bool, error) {
+func (h *historyCheck) bears(cur delivery.Position) (bool, error) {
+	lsn := pglogrepl.LSN(cur.LSN)
 	switch {
-	case !h.pending || cur.lsn < h.want.LSN:
+	case !h.pending || lsn < h.want.LSN:
 		return false, nil
-	case h.want.Same(replication.CommitID{LSN: cur.lsn, Xid: cur.xid, Time: cur.commitTime}):
+	case h.want.Same(replication.CommitID{LSN: lsn, Xid: cur.Xid, Time: cur.Time}):
 		h.pending = false
 		return true, nil
 	}
-	return false, fmt.Errorf("%w: found xid %d at %s", errHistoryDiffers, cur.xid, cur.lsn)
+	return false, fmt.Errorf("%w: found xid %d at %s", errHistoryDiffers, cur.Xid, lsn)
 }
 
 // passed checks the server's position while idle: once the stream is past
@@ -94,23 +96,57 @@ func (h *historyCheck) passed(serverWALEnd pglogrepl.LSN) error {
 // disproved ends a session whose stream did not bear its progress record
 // out: nothing past the start was acknowledged, and the next session skips
 // nothing on the record.
-func (s *Streamer) disproved(pr progress, start pglogrepl.LSN, err error) error {
+func (s *Streamer) disproved(pr delivery.Progress, start pglogrepl.LSN, err error) error {
 	s.historyDiffers(pr, start, err)
 	return fmt.Errorf("%w: %w", errBeforeStart, err)
 }
 
 // historyDiffers remembers, for this process's later sessions, a progress
 // record this server's history does not hold, and says loudly what it means.
-func (s *Streamer) historyDiffers(pr progress, start pglogrepl.LSN, err error) {
-	if want, ok := pr.commitID(); ok {
+func (s *Streamer) historyDiffers(pr delivery.Progress, start pglogrepl.LSN, err error) {
+	if want, ok := commitID(pr); ok {
 		s.distrusted.Store(want)
 	}
 	s.metrics.ProgressUnverified.Inc()
 	s.progressLog(pr, start).Error().Err(err).Msg("exactly-once: the last progress record names a transaction that this server's history does not hold at that position: the database was restored (a file-system copy, a volume snapshot, a point-in-time recovery), failed over to a server that never received that WAL, or this is another cluster. Nothing is skipped on it and nothing was acknowledged past the slot's position: every transaction the slot replays is sent, so nothing is lost; the events committed between the slot's position and the point where the histories part may arrive twice, with their ce_id. Users the restore or failover rolled back stay in Kafka. After a restore, move the id sequence past the largest id in Kafka before accepting writes (`streamer largest-id`; docs/operations.md, Restoring the database)")
 }
 
-func (s *Streamer) progressLog(pr progress, start pglogrepl.LSN) *zerolog.Logger {
+func (s *Streamer) progressLog(pr delivery.Progress, start pglogrepl.LSN) *zerolog.Logger {
 	l := s.log.With().Str("slot", s.cfg.Slot).Str("progress_commit_lsn", pr.CommitLSN).Uint32("progress_xid", pr.Xid).
 		Str("progress_system_id", pr.SystemID).Int32("progress_timeline", pr.Timeline).Str("slot_position", start.String()).Logger()
 	return &l
+}
+
+// commitID is the transaction a progress record names, as the replication
+// stream names it; ok is false for a record that names none.
+func commitID(pr delivery.Progress) (replication.CommitID, bool) {
+	pos, ok := pr.Names()
+	return replication.CommitID{LSN: pglogrepl.LSN(pos.LSN), Xid: pos.Xid, Time: pos.Time}, ok
+}
+
+// historyBears runs the check on the transaction a record is produced for:
+// the session acknowledges again once it found the record's transaction,
+// and ends when it found another in its place.
+func (p *pipe) historyBears(t *delivery.Txn) error {
+	if !p.check.pending {
+		return nil
+	}
+	proved, err := p.check.bears(t.Commit)
+	if err != nil {
+		return p.s.disproved(p.resume, p.start, err)
+	}
+	if proved {
+		p.held.Store(false)
+		p.s.log.Info().Str("commit_lsn", pglogrepl.LSN(t.Commit.LSN).String()).Msg("exactly-once: the stream holds the last progress record's transaction; acknowledging again")
+	}
+	return nil
+}
+
+// historyPassed ends a session whose stream went past the record's
+// position without its transaction.
+func (p *pipe) historyPassed() error {
+	if err := p.check.passed(p.reader.ServerWALEnd()); err != nil {
+		return p.s.disproved(p.resume, p.start, err)
+	}
+	return nil
 }

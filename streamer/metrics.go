@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/userstream/userstream/delivery"
 	"github.com/userstream/userstream/replication"
 )
 
@@ -104,24 +105,17 @@ func (m *Metrics) setRole(r string) {
 	}
 }
 
-// observeDelivered counts n records of t that Kafka took for good.
-func (m *Metrics) observeDelivered(t *txn, n int, deadLetter bool) {
-	if deadLetter {
-		m.DeadLetters.Add(float64(n))
+// observeAcked counts records of t that Kafka took for good at time at:
+// events, with their latency from the commit, and dead letters.
+func (m *Metrics) observeAcked(t *delivery.Txn, events, letters int, at time.Time) {
+	if letters > 0 {
+		m.DeadLetters.Add(float64(letters))
+	}
+	if events == 0 {
 		return
 	}
-	m.Produced.Add(float64(n))
-	lat := time.Since(t.commitTime).Seconds()
-	for range n {
-		m.Latency.Observe(lat)
-	}
-}
-
-// observeCommitted counts the records of t in a committed Kafka transaction.
-func (m *Metrics) observeCommitted(t *txn, events, letters int, now time.Time) {
-	m.DeadLetters.Add(float64(letters))
 	m.Produced.Add(float64(events))
-	lat := now.Sub(t.commitTime).Seconds()
+	lat := at.Sub(t.Commit.Time).Seconds()
 	for range events {
 		m.Latency.Observe(lat)
 	}

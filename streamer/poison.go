@@ -8,8 +8,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
-
 	"github.com/userstream/userstream/replication"
 )
 
@@ -83,15 +81,6 @@ func deadLetterRecord(c *replication.Change, cause error) (key, value []byte, er
 	return key, value, nil
 }
 
-func deadLetterHeaders(source []byte, c *replication.Change, cur *txn) []kafka.Header {
-	return []kafka.Header{
-		{Key: "ce_source", Value: source},
-		{Key: "content-type", Value: contentJSON},
-		{Key: "userstream_lsn", Value: appendLSN(nil, c.LSN)},
-		{Key: "userstream_commit_lsn", Value: cur.commitLSN},
-	}
-}
-
 func opName(op replication.Op) string { return ops[op].String() }
 
 // copiedDeadLetter is the dead-letter record of a poison row read by a query
@@ -112,10 +101,4 @@ func copiedDeadLetter(table string, cols []string, vals []any, id int64, cause e
 		return nil, nil, fmt.Errorf("encode dead letter: %w", err)
 	}
 	return []byte(strconv.FormatInt(id, 10)), value, nil
-}
-
-// copiedDeadLetterHeaders are its headers; flag names the copy
-// (userstream_snapshot, userstream_backfill).
-func copiedDeadLetterHeaders(source []byte, flag string) []kafka.Header {
-	return []kafka.Header{{Key: "ce_source", Value: source}, {Key: "content-type", Value: contentJSON}, {Key: flag, Value: trueValue}}
 }

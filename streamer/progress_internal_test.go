@@ -7,51 +7,16 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
+	"github.com/userstream/userstream/delivery"
 	"github.com/userstream/userstream/replication"
 )
 
-func TestProgressCoversExactlyTheRecordsAlreadyInKafka(t *testing.T) {
-	partial := progress{commit: 0x200, Records: 3}
-	complete := progress{commit: 0x200, Records: 3, Complete: true}
-	tests := []struct {
-		name   string
-		pr     progress
-		commit pglogrepl.LSN
-		seq    int
-		want   bool
-	}{
-		{"nothing is covered without a progress record", progress{}, 0x100, 1, false},
-		{"an earlier transaction is covered", partial, 0x100, 99, true},
-		{"a later transaction is not", complete, 0x300, 1, false},
-		{"the first records of a partly committed transaction are covered", partial, 0x200, 3, true},
-		{"the rest of a partly committed transaction is not", partial, 0x200, 4, false},
-		{"every record of a completed transaction is covered", complete, 0x200, 4, true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.pr.covers(tc.commit, tc.seq); got != tc.want {
-				t.Errorf("covers(%s, %d) = %v, want %v", tc.commit, tc.seq, got, tc.want)
-			}
-		})
-	}
-}
-
-func TestAProgressRecordRoundTrips(t *testing.T) {
-	pr, err := parseProgress([]byte(`{"slot":"users_cdc","commit_lsn":"0/16B3748","records":7,"complete":false}`))
-	if err != nil || pr.commit != 0x16B3748 || pr.Records != 7 || pr.Complete {
-		t.Fatalf("parseProgress = %+v, %v", pr, err)
-	}
-	if _, err := parseProgress([]byte(`{"commit_lsn":"nonsense"}`)); err == nil {
-		t.Fatal("a progress record with a bad LSN parsed")
-	}
-}
-
 func TestAProgressRecordNamesItsTransactionSoAnotherHistoryIsToldApart(t *testing.T) {
-	pr, err := parseProgress([]byte(`{"slot":"users_cdc","commit_lsn":"0/16B3748","records":7,"complete":true,"xid":812,"commit_time":"2026-12-04T22:24:03.123456Z"}`))
+	pr, err := delivery.ParseProgress([]byte(`{"slot":"users_cdc","commit_lsn":"0/16B3748","records":7,"complete":true,"xid":812,"commit_time":"2026-12-04T22:24:03.123456Z"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, ok := pr.commitID()
+	id, ok := commitID(pr)
 	if !ok || id.LSN != 0x16B3748 || id.Xid != 812 {
 		t.Fatalf("commitID = %+v, %v", id, ok)
 	}
@@ -75,11 +40,11 @@ func TestAProgressRecordNamesItsTransactionSoAnotherHistoryIsToldApart(t *testin
 		`{"slot":"users_cdc","commit_lsn":"0/16B3748","records":7,"complete":true}`,
 		`{"slot":"users_cdc","commit_lsn":"0/0","records":0,"complete":false}`,
 	} {
-		pr, err := parseProgress([]byte(legacy))
+		pr, err := delivery.ParseProgress([]byte(legacy))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := pr.commitID(); ok {
+		if _, ok := commitID(pr); ok {
 			t.Errorf("%s names a transaction, want none: it cannot be checked", legacy)
 		}
 	}
@@ -88,12 +53,12 @@ func TestAProgressRecordNamesItsTransactionSoAnotherHistoryIsToldApart(t *testin
 func TestTheStreamBearsOutAProgressRecordOnlyWithItsOwnTransaction(t *testing.T) {
 	at := time.Date(2026, 12, 4, 22, 24, 3, 123456000, time.UTC)
 	want := replication.CommitID{LSN: 0x200, Xid: 7, Time: at}
-	txnAt := func(lsn pglogrepl.LSN, xid uint32, when time.Time) *txn {
-		return &txn{lsn: lsn, xid: xid, commitTime: when}
+	txnAt := func(lsn pglogrepl.LSN, xid uint32, when time.Time) delivery.Position {
+		return delivery.Position{LSN: uint64(lsn), Xid: xid, Time: when}
 	}
 	tests := []struct {
 		name        string
-		cur         *txn
+		cur         delivery.Position
 		wantProved  bool
 		wantErr     bool
 		stillChecks bool

@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/userstream/userstream/delivery"
+	"github.com/userstream/userstream/envelope"
 	"github.com/userstream/userstream/kafkasink"
-	"github.com/userstream/userstream/projection"
 	"github.com/userstream/userstream/replication"
 )
 
@@ -48,14 +48,6 @@ type snapshotJob struct {
 }
 
 func (s *Streamer) snapshotKey() []byte { return []byte("snapshot/" + s.cfg.Slot) }
-
-// plainKafka is the Kafka configuration without a transactional id: for
-// the records written outside the stream's transactions.
-func (s *Streamer) plainKafka() kafkasink.Config {
-	k := s.cfg.Kafka
-	k.TransactionalID = ""
-	return k
-}
 
 func (s *Streamer) loadSnapshotJob(ctx context.Context) (snapshotJob, error) {
 	b, err := kafkasink.LastValue(ctx, s.cfg.Kafka.Properties, s.cfg.Kafka.ProgressTopic, s.snapshotKey())
@@ -146,17 +138,12 @@ func (s *Streamer) createSlot(ctx context.Context, conn *pgx.Conn, target replic
 	return nil
 }
 
-// chunk is a snapshot chunk's records in flight.
-type chunk struct {
-	outstanding atomic.Int64
-}
-
 // snapshotter sends the snapshot's chunks from the session's read loop.
 type snapshotter struct {
 	p      *pipe
 	job    snapshotJob
 	conn   *pgx.Conn
-	source []byte
+	cp     *copier
 	last   time.Time // last chunk
 	meter  *progressMeter
 }
@@ -196,7 +183,7 @@ func (sn *snapshotter) step(ctx context.Context) error {
 		}
 		sn.conn = conn
 	}
-	c := &chunk{}
+	c := &delivery.Chunk{}
 	n, last, err := sn.send(ctx, c)
 	if err != nil {
 		return err
@@ -210,7 +197,7 @@ func (sn *snapshotter) step(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := sn.p.d.durable(ctx, c, sn.p.s.snapshotKey(), cursor); err != nil {
+	if err := sn.p.d.Durable(ctx, c, sn.p.s.snapshotKey(), cursor); err != nil {
 		return fmt.Errorf("snapshot chunk after id %d: %w", sn.job.AfterID, err)
 	}
 	sn.report()
@@ -219,17 +206,15 @@ func (sn *snapshotter) step(ctx context.Context) error {
 
 // send produces the next chunk's events and returns how many rows it read
 // and the last id.
-func (sn *snapshotter) send(ctx context.Context, c *chunk) (int, int64, error) {
-	pr := sn.p.s.cfg.Projectors[0]
-	ns, name := pr.Table()
-	rows, b, idCol, err := selectUsers(ctx, sn.conn, pr, sn.job.AfterID, sn.job.UpToID, sn.p.s.cfg.SnapshotChunk,
+func (sn *snapshotter) send(ctx context.Context, c *delivery.Chunk) (int, int64, error) {
+	rows, b, idCol, err := selectUsers(ctx, sn.conn, sn.p.s.cfg.Projectors[0], sn.job.AfterID, sn.job.UpToID, sn.p.s.cfg.SnapshotChunk,
 		" AND "+replication.VisibleIn(4), sn.job.Boundary)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer rows.Close()
-	if sn.source == nil {
-		sn.source = []byte(ceSource(sn.p.reader.SystemID(), sn.p.reader.Database(), ns, name))
+	if sn.cp == nil {
+		sn.cp = sn.p.s.newCopier(sn.p.d, sn.p.reader.SystemID(), sn.p.reader.Database(), envelope.Snapshot, "snapshot")
 	}
 	n, last := 0, sn.job.AfterID
 	for rows.Next() {
@@ -243,54 +228,11 @@ func (sn *snapshotter) send(ctx context.Context, c *chunk) (int, int64, error) {
 			return n, last, err
 		}
 		n++
-		ev, ok, err := b.Project(projection.Insert, valuesRow(vals))
-		if errors.Is(err, projection.ErrValue) {
-			// As in the stream: a poison row goes to the dead-letter topic,
-			// in its chunk; the log names the column, never the value.
-			sn.p.s.log.Warn().Int64("id", last).Str("error", err.Error()).Msg("snapshot: the row makes no valid event; sent to the dead-letter topic")
-			key, value, err := copiedDeadLetter(ns+"."+name, pr.SourceColumns(), vals, last, err)
-			if err != nil {
-				return n, last, err
-			}
-			headers := copiedDeadLetterHeaders(sn.source, "userstream_snapshot")
-			if err := sn.produce(ctx, c, func() error { return sn.p.sink.ProduceDeadLetter(key, value, headers, c) }); err != nil {
-				return n, last, err
-			}
-			continue
-		}
-		if err != nil || !ok {
-			return n, last, err
-		}
-		headers := sn.p.ce.copied(ev, sn.source, "userstream_snapshot")
-		if err := sn.produce(ctx, c, func() error { return sn.p.sink.Produce(ev.Key, ev.Value, headers, c) }); err != nil {
+		if _, _, err := sn.cp.copy(ctx, c, b, last, vals); err != nil {
 			return n, last, err
 		}
 	}
 	return n, last, rows.Err()
-}
-
-// produce hands one record of chunk c to Kafka, waiting out a full queue.
-func (sn *snapshotter) produce(ctx context.Context, c *chunk, send func() error) error {
-	c.outstanding.Add(1)
-	for {
-		err := send()
-		if err == nil {
-			return nil
-		}
-		c.outstanding.Add(-1)
-		if !kafkasink.IsQueueFull(err) {
-			return fmt.Errorf("snapshot: produce: %w", err)
-		}
-		if err := sn.p.reader.SendStatusIfDue(ctx); err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Millisecond):
-		}
-		c.outstanding.Add(1)
-	}
 }
 
 func (sn *snapshotter) report() {

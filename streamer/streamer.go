@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/userstream/userstream/delivery"
 	"github.com/userstream/userstream/kafkasink"
 	"github.com/userstream/userstream/projection"
 	"github.com/userstream/userstream/replication"
@@ -116,13 +117,6 @@ func New(cfg Config, log zerolog.Logger, m *Metrics) *Streamer {
 	if cfg.Delivery == "" {
 		cfg.Delivery = AtLeastOnce
 	}
-	if cfg.Delivery == ExactlyOnce {
-		if cfg.Kafka.TransactionalID == "" {
-			// Shared by the active streamer and its standbys: a takeover fences
-			// the old one.
-			cfg.Kafka.TransactionalID = "userstream-" + cfg.Slot
-		}
-	}
 	if cfg.Kafka.ProgressTopic == "" {
 		// Exactly-once progress and the initial snapshot's state.
 		cfg.Kafka.ProgressTopic = cfg.Kafka.Topic + ".progress"
@@ -141,12 +135,6 @@ func New(cfg Config, log zerolog.Logger, m *Metrics) *Streamer {
 	}
 	if cfg.TransactionRecords <= 0 {
 		cfg.TransactionRecords = 10_000
-	}
-	if cfg.Delivery == ExactlyOnce && cfg.Kafka.Linger == 0 {
-		// A transaction's records are readable only once it commits, and
-		// the commit sends what is queued: batching them for as long as a
-		// transaction lasts at a steady load sends each partition's once.
-		cfg.Kafka.Linger = cfg.TransactionInterval
 	}
 	if cfg.Poison == "" {
 		cfg.Poison = PoisonDeadLetter
@@ -280,11 +268,32 @@ func (s *Streamer) heartbeat(ctx context.Context) {
 	}
 }
 
-func (s *Streamer) newDelivery(p *pipe) delivery {
-	if s.cfg.Delivery == ExactlyOnce {
-		return &exactlyOnce{p: p}
-	}
-	return atLeastOnce{p}
+// Delivery is at-least-once or exactly-once (package delivery).
+type Delivery = delivery.Mode
+
+// The delivery modes.
+const (
+	AtLeastOnce = delivery.AtLeastOnce
+	ExactlyOnce = delivery.ExactlyOnce
+)
+
+// sinkConfig is the stream's producer, as its delivery mode needs it.
+func (s *Streamer) sinkConfig() kafkasink.Config {
+	return s.cfg.Delivery.Producer(s.cfg.Kafka, s.cfg.Slot, s.cfg.TransactionInterval)
+}
+
+// plainKafka is a producer outside the stream's transactions: for the
+// records written beside it (the snapshot's boundary, the publication's
+// fingerprint, the timeline).
+func (s *Streamer) plainKafka() kafkasink.Config {
+	return AtLeastOnce.Producer(s.cfg.Kafka, s.cfg.Slot, 0)
+}
+
+// deliveryConfig is the stream's delivery, reporting through hooks.
+func (s *Streamer) deliveryConfig(hooks delivery.Hooks) delivery.Config {
+	return delivery.Config{Mode: s.cfg.Delivery, ProgressKey: []byte(s.cfg.Slot),
+		TransactionInterval: s.cfg.TransactionInterval, TransactionRecords: s.cfg.TransactionRecords,
+		ShutdownTimeout: s.cfg.ShutdownTimeout, Log: s.log, Hooks: hooks}
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -26,12 +26,12 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/userstream/userstream/archiver"
+	"github.com/userstream/userstream/envelope"
 	"github.com/userstream/userstream/eventfile"
 	"github.com/userstream/userstream/internal/envflag"
 	"github.com/userstream/userstream/internal/jemalloc"
 	"github.com/userstream/userstream/internal/probe"
 	"github.com/userstream/userstream/lake"
-	"github.com/userstream/userstream/projection"
 )
 
 var version = "0.1.0"
@@ -133,7 +133,7 @@ func (m *Main) run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	schemas, err := eventfile.Contracts(projection.Schemas)
+	schemas, err := eventfile.Contracts(envelope.Schemas)
 	if err != nil {
 		return err
 	}
