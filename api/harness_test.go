@@ -21,7 +21,7 @@ import (
 
 	"github.com/userstream/userstream/api"
 	"github.com/userstream/userstream/internal/e2e"
-	"github.com/userstream/userstream/sql"
+	"github.com/userstream/userstream/migrations"
 	"github.com/userstream/userstream/userdb"
 )
 
@@ -53,7 +53,7 @@ func startAPI(t *testing.T, dsn string) *testAPI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error { return sql.Migrate(ctx, c.Conn()) }); err != nil {
+	if err := pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error { return migrations.Migrate(ctx, c.Conn()) }); err != nil {
 		t.Fatal(err)
 	}
 	logs := &e2e.SyncBuffer{}

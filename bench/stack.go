@@ -18,7 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/userstream/userstream/sql"
+	"github.com/userstream/userstream/migrations"
 )
 
 // bench holds the database the benchmarks write to.
@@ -55,7 +55,7 @@ func newBench(ctx context.Context, cfg config) (*bench, error) {
 	if b.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return nil, err
 	}
-	err = b.pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error { return sql.Migrate(ctx, c.Conn()) })
+	err = b.pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error { return migrations.Migrate(ctx, c.Conn()) })
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}

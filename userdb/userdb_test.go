@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/userstream/userstream/internal/testenv"
-	"github.com/userstream/userstream/sql"
+	"github.com/userstream/userstream/migrations"
 	"github.com/userstream/userstream/userdb"
 )
 
@@ -21,7 +21,7 @@ func TestCheckAPIVersionMeasuresTheVersionAgainstTheRealColumn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	if err := pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error { return sql.Migrate(ctx, c.Conn()) }); err != nil {
+	if err := pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error { return migrations.Migrate(ctx, c.Conn()) }); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {

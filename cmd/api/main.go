@@ -24,7 +24,7 @@ import (
 	"github.com/userstream/userstream/internal/pgdsn"
 	"github.com/userstream/userstream/internal/probe"
 	"github.com/userstream/userstream/internal/promreg"
-	"github.com/userstream/userstream/sql"
+	"github.com/userstream/userstream/migrations"
 	"github.com/userstream/userstream/userdb"
 )
 
@@ -171,7 +171,7 @@ func openPool(ctx context.Context, c config) (*pgxpool.Pool, error) {
 }
 
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	err := pool.AcquireFunc(ctx, func(conn *pgxpool.Conn) error { return sql.Migrate(ctx, conn.Conn()) })
+	err := pool.AcquireFunc(ctx, func(conn *pgxpool.Conn) error { return migrations.Migrate(ctx, conn.Conn()) })
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}

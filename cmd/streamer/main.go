@@ -33,8 +33,8 @@ import (
 	"github.com/userstream/userstream/internal/pgdsn"
 	"github.com/userstream/userstream/internal/probe"
 	"github.com/userstream/userstream/internal/promreg"
+	"github.com/userstream/userstream/migrations"
 	"github.com/userstream/userstream/replication"
-	"github.com/userstream/userstream/sql"
 	"github.com/userstream/userstream/streamer"
 )
 
@@ -262,7 +262,7 @@ func migrate(ctx context.Context, dsn string) error {
 		return fmt.Errorf("migrate: connect to %s: %w", pgdsn.Describe(dsn), err)
 	}
 	defer conn.Close(context.Background())
-	if err := sql.Migrate(ctx, conn); err != nil {
+	if err := migrations.Migrate(ctx, conn); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return nil

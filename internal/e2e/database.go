@@ -8,8 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/userstream/userstream/migrations"
 	"github.com/userstream/userstream/replication"
-	"github.com/userstream/userstream/sql"
 )
 
 // PrepareDatabase migrates the database and creates the slot before any test
@@ -22,7 +22,7 @@ func PrepareDatabase(t testing.TB, dsn, slot string) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if err := sql.Migrate(ctx, conn); err != nil {
+	if err := migrations.Migrate(ctx, conn); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := replication.CreateSlot(ctx, conn, slot, true); err != nil {

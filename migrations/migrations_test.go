@@ -1,4 +1,4 @@
-package sql_test
+package migrations_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/userstream/userstream/internal/testenv"
-	"github.com/userstream/userstream/sql"
+	"github.com/userstream/userstream/migrations"
 )
 
 func TestMigrateIsIdempotentAndSafeWhenProcessesRace(t *testing.T) {
@@ -28,7 +28,7 @@ func TestMigrateIsIdempotentAndSafeWhenProcessesRace(t *testing.T) {
 				return err
 			}
 			defer conn.Close(ctx)
-			return sql.Migrate(ctx, conn)
+			return migrations.Migrate(ctx, conn)
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -40,14 +40,14 @@ func TestMigrateIsIdempotentAndSafeWhenProcessesRace(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if err := sql.Migrate(ctx, conn); err != nil {
+	if err := migrations.Migrate(ctx, conn); err != nil {
 		t.Fatalf("second migrate: %v", err)
 	}
 	var applied int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM schema_migrations").Scan(&applied); err != nil {
 		t.Fatal(err)
 	}
-	files, err := fs.Glob(sql.FS, "migrations/*.sql")
+	files, err := fs.Glob(migrations.FS, "*.sql")
 	if err != nil || len(files) < 6 {
 		t.Fatalf("embedded migrations: %v, %v", files, err)
 	}

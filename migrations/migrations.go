@@ -1,7 +1,8 @@
-// Package sql holds the database schema as embedded, ordered migrations and
-// applies them. Both programs call Migrate at start-up; it is idempotent and
-// safe when several processes start at once.
-package sql
+// Package migrations holds the database schema as embedded, ordered
+// migrations (the NNNN_description.sql files beside this one) and applies
+// them. Both programs call Migrate at start-up; it is idempotent and safe when
+// several processes start at once.
+package migrations
 
 import (
 	"context"
@@ -14,9 +15,10 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// FS holds the migrations, named NNNN_description.sql and applied in order.
+// FS holds the migrations at its root, named NNNN_description.sql and applied
+// in order.
 //
-//go:embed migrations/*.sql
+//go:embed *.sql
 var FS embed.FS
 
 // migrationLock is the advisory lock key that serialises concurrent Migrate
@@ -26,7 +28,7 @@ const migrationLock int64 = 0x7573657273747266
 // Migrate applies every migration not yet recorded in schema_migrations, each
 // in its own transaction, under a session advisory lock.
 func Migrate(ctx context.Context, conn *pgx.Conn) error {
-	names, err := fs.Glob(FS, "migrations/*.sql")
+	names, err := fs.Glob(FS, "*.sql")
 	if err != nil {
 		return fmt.Errorf("list migrations: %w", err)
 	}
@@ -56,7 +58,7 @@ func Migrate(ctx context.Context, conn *pgx.Conn) error {
 	}
 
 	for _, name := range names {
-		version := strings.TrimSuffix(strings.TrimPrefix(name, "migrations/"), ".sql")
+		version := strings.TrimSuffix(name, ".sql")
 		if applied[version] {
 			continue
 		}
