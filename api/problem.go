@@ -127,9 +127,3 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		InvalidParams: e.Params,
 	})
 }
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}

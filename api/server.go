@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/userstream/userstream/internal/probe"
 	"github.com/userstream/userstream/userdb"
 )
 
@@ -63,9 +63,8 @@ func NewServer(cfg Config, users userStore, log zerolog.Logger, reg *prometheus.
 	mux.HandleFunc("GET /users/{id}", s.handleGetUser)
 	mux.HandleFunc("/users", s.methodNotAllowed("POST"))
 	mux.HandleFunc("/users/{id}", s.methodNotAllowed("GET, HEAD"))
-	mux.HandleFunc("GET /healthz", s.handleHealthz)
+	probe.Register(mux, reg) // GET /healthz and GET /metrics
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /openapi.yaml", handleOpenAPI)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &Error{Code: CodeNotFound, Detail: "no such route"})
@@ -125,17 +124,13 @@ func (s *Server) methodNotAllowed(allow string) http.HandlerFunc {
 	}
 }
 
-func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-}
-
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.users.Ping(ctx); err != nil {
 		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "unreachable"})
+		probe.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "unreachable"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "database": "ok"})
+	probe.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready", "database": "ok"})
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+
+	"github.com/userstream/userstream/internal/probe"
 )
 
 func (s *Server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
@@ -43,7 +45,7 @@ func (s *Server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 	}
 	reqInfo(r).userID = u.ID
 	w.Header().Set("Location", "/users/"+strconv.FormatInt(u.ID, 10))
-	writeJSON(w, http.StatusCreated, u)
+	probe.WriteJSON(w, http.StatusCreated, u)
 }
 
 func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request) {
@@ -62,5 +64,5 @@ func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reqInfo(r).userID = u.ID
-	writeJSON(w, http.StatusOK, u)
+	probe.WriteJSON(w, http.StatusOK, u)
 }

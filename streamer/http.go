@@ -1,12 +1,12 @@
 package streamer
 
 import (
-	"encoding/json"
 	"net/http"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/userstream/userstream/internal/probe"
 )
 
 // Handler serves /healthz (the process is alive), /readyz and /metrics.
@@ -18,20 +18,10 @@ import (
 // "unreachable", "not_checked" (not tried yet), or for a standby's Kafka
 // "not_used": a standby never connects to Kafka until it takes over.
 func (s *Streamer) Handler(g prometheus.Gatherer) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+	return probe.Handler(g, func() (bool, any) {
 		r := s.readiness()
-		status := http.StatusServiceUnavailable
-		if r.Ready {
-			status = http.StatusOK
-		}
-		writeJSON(w, status, r)
+		return r.Ready, r
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
-	return mux
 }
 
 // readiness is the /readyz body.
@@ -77,12 +67,6 @@ func (s *Streamer) readiness() readiness {
 		r.Postgres, r.Kafka = "not_checked", "not_checked"
 	}
 	return r
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }
 
 // reachability is whether a dependency answered when last tried, and whether

@@ -1,6 +1,9 @@
-// Package probe is what the programs' metrics address serves besides
-// metrics: the `healthcheck` subcommand (container runtimes without curl ask
-// the process's own /healthz through it) and Go's profiles on demand.
+// Package probe is what the programs serve for their orchestrator and
+// monitoring: GET /healthz, /readyz and /metrics (Handler, or Register and
+// Readyz beside other routes), the JSON answers they and the API write
+// (WriteJSON), the `healthcheck` subcommand (container runtimes without curl
+// ask the process's own /healthz through it, Healthz) and Go's profiles on
+// demand (WithProfiles).
 package probe
 
 import (
