@@ -140,12 +140,12 @@ func (s *Streamer) createSlot(ctx context.Context, conn *pgx.Conn, target replic
 
 // snapshotter sends the snapshot's chunks from the session's read loop.
 type snapshotter struct {
-	p      *pipe
-	job    snapshotJob
-	conn   *pgx.Conn
-	cp     *copier
-	last   time.Time // last chunk
-	meter  *progressMeter
+	p     *pipe
+	job   snapshotJob
+	conn  *pgx.Conn
+	cp    *copier
+	last  time.Time // last chunk
+	meter *progressMeter
 }
 
 // resumeSnapshot picks up a snapshot that is not complete; p.snap stays nil
