@@ -119,9 +119,9 @@ func (bf *backfill) prepare(ctx context.Context) error {
 			return err
 		}
 	}
-	var sysid, db string
-	if err := bf.conn.QueryRow(ctx, "SELECT system_identifier::text, current_database() FROM pg_control_system()").Scan(&sysid, &db); err != nil {
-		return fmt.Errorf("identify database: %w", err)
+	sysid, db, err := replication.Source(ctx, bf.conn)
+	if err != nil {
+		return err
 	}
 	bf.cp = s.newCopier(bf.w.d, sysid, db, envelope.Backfill, "backfill")
 	return nil

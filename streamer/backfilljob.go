@@ -31,16 +31,6 @@ type backfillJob struct {
 	Started time.Time `json:"started,omitzero"`
 }
 
-// backfillKey names a backfill's record by what was asked: an id range (0
-// as the end: up to the largest id when it started), or missing.
-func (s *Streamer) backfillKey(r BackfillRange) string {
-	what := fmt.Sprintf("%d-%d", r.AfterID, r.UpToID)
-	if r.Missing {
-		what = "missing"
-	}
-	return "backfill/" + s.cfg.Slot + "/" + what
-}
-
 // startBackfillJob resumes a backfill of the same id range when a run of
 // it did not complete, or starts a new one. A --missing backfill never
 // resumes: its boundary belongs to the incident it ran for, and a later
@@ -48,7 +38,7 @@ func (s *Streamer) backfillKey(r BackfillRange) string {
 // twice, as the keys it reads show what the interrupted run sent.
 func (s *Streamer) startBackfillJob(ctx context.Context, conn *pgx.Conn, key string, r BackfillRange) (backfillJob, error) {
 	job := backfillJob{key: key}
-	b, err := kafkasink.LastValue(ctx, s.cfg.Kafka.Properties, s.cfg.Kafka.ProgressTopic, []byte(job.key))
+	b, err := s.readRecord(ctx, []byte(job.key))
 	if err != nil {
 		return job, fmt.Errorf("read the backfill's record: %w", err)
 	}

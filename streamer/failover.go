@@ -2,7 +2,6 @@ package streamer
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"time"
 
@@ -43,10 +42,7 @@ func (s *Streamer) checkStandbySlots(ctx context.Context, conn *pgx.Conn) {
 	if s.cfg.DisableSlotFailover || replication.ServerMajor(conn.PgConn()) < replication.FailoverSlotsSince {
 		return
 	}
-	var setting string
-	var standbys int
-	err := conn.QueryRow(ctx, `SELECT current_setting('synchronized_standby_slots'),
-		(SELECT count(*) FROM pg_replication_slots WHERE slot_type = 'physical')`).Scan(&setting, &standbys)
+	setting, standbys, err := replication.StandbySlots(ctx, conn)
 	if err != nil {
 		s.log.Warn().Err(err).Msg("could not read synchronized_standby_slots")
 		return
@@ -59,11 +55,9 @@ func (s *Streamer) checkStandbySlots(ctx context.Context, conn *pgx.Conn) {
 	}
 	for _, name := range strings.Split(setting, ",") {
 		name = strings.TrimSpace(name)
-		var kind string
-		var active bool
-		err := conn.QueryRow(ctx, "SELECT slot_type, active FROM pg_replication_slots WHERE slot_name = $1", name).Scan(&kind, &active)
+		physical, active, err := replication.PhysicalSlot(ctx, conn, name)
 		switch {
-		case errors.Is(err, pgx.ErrNoRows) || (err == nil && kind != "physical"):
+		case err == nil && !physical:
 			s.log.Error().Str("synchronized_standby_slot", name).Msg("synchronized_standby_slots names a slot that is not a physical slot of this server (a promoted standby that kept its primary's setting?): PostgreSQL makes the stream wait for it forever. Set synchronized_standby_slots to this server's standbys' physical slots, or empty it (docs/operations.md, Failover)")
 		case err == nil && !active:
 			s.log.Warn().Str("synchronized_standby_slot", name).Msg("the standby of a slot in synchronized_standby_slots is not connected: the stream waits for it to come back")

@@ -21,8 +21,6 @@ import (
 // topic so that a start after a change made while no streamer watched stops
 // too. `streamer backfill --missing`, the recovery, records the new one.
 
-func (s *Streamer) fingerprintKey() []byte { return []byte("publication/" + s.cfg.Slot) }
-
 type fingerprintRecord struct {
 	Slot        string    `json:"slot"`
 	Fingerprint string    `json:"fingerprint"`
@@ -64,25 +62,6 @@ func (s *Streamer) checkFingerprint(ctx context.Context, tables map[uint32]publi
 
 func (s *Streamer) recordFingerprint(ctx context.Context, fingerprint string) error {
 	return s.writeRecord(ctx, s.fingerprintKey(), fingerprintRecord{Slot: s.cfg.Slot, Fingerprint: fingerprint, Recorded: time.Now().UTC()})
-}
-
-// writeRecord writes one of the slot's records (the publication's
-// fingerprint, the history it streamed from) to the progress topic, outside
-// the stream's transactions.
-func (s *Streamer) writeRecord(ctx context.Context, key []byte, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	sink, err := s.newSink(s.plainKafka())
-	if err != nil {
-		return err
-	}
-	defer sink.Close()
-	if err := sink.EnsureTopic(ctx); err != nil {
-		return err
-	}
-	return sink.WriteProgress(ctx, key, b)
 }
 
 func publicationChangedError(spec replication.PublicationSpec, was, now string) error {

@@ -38,49 +38,15 @@ type published struct {
 // topic) or when told to (CreateSlot): anywhere else a missing slot or
 // publication means changes were lost, and that needs an operator.
 func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, error) {
-	conn, err := pgx.Connect(ctx, s.cfg.DatabaseURL)
-	s.postgresOK.Store(err == nil)
+	conn, target, err := s.connectPrimary(ctx)
 	if err != nil {
-		return plan{}, fmt.Errorf("%w: connect: %w", errBeforeStart, err)
+		return plan{}, err
 	}
 	defer conn.Close(context.Background())
-	target := replication.PinnedTo(s.cfg.DatabaseURL, conn)
-	var standby bool
-	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
-		return plan{}, fmt.Errorf("%w: %w", errBeforeStart, err)
+	st, slotMissing, err := s.checkSlot(ctx, conn)
+	if err != nil {
+		return plan{}, err
 	}
-	if standby {
-		// Retried: a failover may promote it. A standby's synced slot cannot
-		// be read before that.
-		return plan{}, fmt.Errorf("%w: %s is a standby (in recovery): the streamer reads the primary, and waits for this server to be promoted; to follow failovers, give DATABASE_URL every host with target_session_attrs=read-write",
-			errBeforeStart, pgdsn.Describe(s.cfg.DatabaseURL))
-	}
-
-	st, err := replication.Slot(ctx, conn, s.cfg.Slot)
-	slotMissing := errors.Is(err, replication.ErrSlotMissing)
-	if err == nil || errors.Is(err, replication.ErrSlotLost) {
-		s.metrics.observeSlot(st)
-	}
-	switch {
-	case errors.Is(err, replication.ErrSlotLost):
-		return plan{}, permanent(slotLostError(s.cfg.Slot, err))
-	case err != nil && !slotMissing:
-		return plan{}, fmt.Errorf("%w: %w", errBeforeStart, err)
-	case err == nil && st.Active:
-		// Checked first, so a standby's once-a-second retry stays cheap;
-		// START_REPLICATION checks again.
-		return plan{}, fmt.Errorf("slot %s held by pid %d: %w", s.cfg.Slot, st.ActivePID, replication.ErrSlotActive)
-	}
-	if err == nil {
-		var db string
-		if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
-			return plan{}, fmt.Errorf("%w: %w", errBeforeStart, err)
-		}
-		if st.Database != db {
-			return plan{}, permanent(fmt.Errorf("slot %s belongs to database %q, not %q: set REPLICATION_SLOT to a slot of this database, or DATABASE_URL to that database", s.cfg.Slot, st.Database, db))
-		}
-	}
-
 	checkedAt, err := replication.CurrentWAL(ctx, conn)
 	if err != nil {
 		return plan{}, fmt.Errorf("%w: %w", errBeforeStart, err)
@@ -89,26 +55,16 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 	if err != nil {
 		return plan{}, err
 	}
-	interrupted, fresh := false, false
 	if slotMissing || len(missingPubs) > 0 || s.cfg.Snapshot == SnapshotInitial {
-		// One process at a time decides about creating: two first runs
-		// started together would otherwise each make a slot and record a
-		// boundary, and the one recorded could be the other's.
-		var locked bool
-		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtext('userstream:first-run:' || $1))", s.cfg.Slot).Scan(&locked); err != nil {
-			return plan{}, fmt.Errorf("%w: %w", errBeforeStart, err)
-		}
-		if !locked {
-			return plan{}, fmt.Errorf("another streamer is preparing slot %s: %w", s.cfg.Slot, replication.ErrSlotActive)
+		if err := s.lockFirstRun(ctx, conn); err != nil {
+			return plan{}, err
 		}
 	}
 	// The progress topic holds this slot's snapshot and publication records:
 	// one read for both.
-	kctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	records, err := kafkasink.LastValues(kctx, s.cfg.Kafka.Properties, s.cfg.Kafka.ProgressTopic)
-	cancel()
+	records, err := s.readSlotRecords(ctx)
 	if err != nil {
-		return plan{}, retryable(fmt.Errorf("read the progress topic: %w", err))
+		return plan{}, err
 	}
 	// A former primary back after a failover is refused before anything
 	// is made or fenced; the timeline is recorded once the slot is settled.
@@ -116,72 +72,186 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 	if err != nil {
 		return plan{}, fmt.Errorf("%w: %w", errBeforeStart, err)
 	}
-	newTimeline, err := s.checkTimeline(target, server.SystemID, server.Timeline, records[string(s.timelineKey())])
+	newTimeline, err := s.checkTimeline(target, server.SystemID, server.Timeline, records.timeline(s))
 	if err != nil {
 		return plan{}, err
 	}
-	if s.cfg.Snapshot == SnapshotInitial {
-		if interrupted, err = s.redoInterruptedFirstRun(ctx, conn, slotMissing, records[string(s.snapshotKey())]); err != nil {
-			return plan{}, err
-		}
-		slotMissing = slotMissing || interrupted
-	}
-	if slotMissing || len(missingPubs) > 0 {
-		first := interrupted // nothing was streamed before a first run's snapshot was recorded
-		if !interrupted {
-			if first, err = s.mayCreate(ctx, slotMissing, missingPubs); err != nil {
-				return plan{}, err
-			}
-		}
-		for _, spec := range missingPubs {
-			if err := replication.CreatePublication(ctx, conn, spec); err != nil {
-				return plan{}, permanent(err)
-			}
-			s.log.Info().Str("publication", spec.Name).Str("table", spec.Table).Msg("created publication")
-		}
-		if tables, missingPubs, err = s.checkPublications(ctx, conn); err != nil {
-			return plan{}, err
-		}
-		if len(missingPubs) > 0 {
-			return plan{}, fmt.Errorf("%w: publication %s vanished right after it was created", errBeforeStart, s.cfg.Publication)
-		}
-		if slotMissing {
-			if err := s.createSlot(ctx, conn, target, first); err != nil {
-				return plan{}, err
-			}
-		}
-		fresh = slotMissing
-		s.createdSlot.Store(slotMissing)
-		if st, err = replication.Slot(ctx, conn, s.cfg.Slot); err != nil {
-			return plan{}, fmt.Errorf("%w: %w", errBeforeStart, err)
-		}
-	} else if s.cfg.CreateSlot && !s.createdSlot.Load() {
-		return plan{}, permanent(fmt.Errorf("CREATE_SLOT is set but slot %s exists: it is for one start after a lost slot; remove it, or a slot lost later would be recreated from now without a stop", s.cfg.Slot))
-	}
-	if err := s.checkFingerprint(ctx, tables, fresh, records[string(s.fingerprintKey())]); err != nil {
+	c := creation{conn: conn, target: target, st: st, slotMissing: slotMissing, missingPubs: missingPubs, tables: tables}
+	if err := s.createMissing(ctx, &c, records); err != nil {
 		return plan{}, err
 	}
-	s.keepOnStandbys(ctx, conn, target, st)
+	if err := s.checkFingerprint(ctx, c.tables, c.fresh, records.fingerprint(s)); err != nil {
+		return plan{}, err
+	}
+	s.keepOnStandbys(ctx, conn, target, c.st)
 	s.checkStandbySlots(ctx, conn)
 	if newTimeline {
 		if err := s.recordTimeline(ctx, server.SystemID, server.Timeline); err != nil {
 			return plan{}, err
 		}
 	}
-
-	start := st.Confirmed
-	if startLSN != 0 {
-		if startLSN < st.Confirmed {
-			return plan{}, permanent(fmt.Errorf("start LSN %s is behind slot %s's confirmed position %s: PostgreSQL cannot replay behind a slot's confirmed position (the WAL before it may be gone); start at or after %s, or omit START_LSN to resume from the slot",
-				startLSN, s.cfg.Slot, st.Confirmed, st.Confirmed))
-		}
-		if startLSN > checkedAt {
-			return plan{}, permanent(fmt.Errorf("start LSN %s is beyond the server's current WAL position %s: every insert until the WAL reached it would be skipped; give a position at or before %s",
-				startLSN, checkedAt, checkedAt))
-		}
-		start = startLSN
+	start, err := s.startAt(c.st, startLSN, checkedAt)
+	if err != nil {
+		return plan{}, err
 	}
-	return plan{start: start, checkedAt: max(checkedAt, start), tables: tables, fresh: fresh, target: target}, nil
+	return plan{start: start, checkedAt: max(checkedAt, start), tables: c.tables, fresh: c.fresh, target: target}, nil
+}
+
+// connectPrimary connects to the primary DATABASE_URL names, and pins the
+// session's every connection to that server.
+func (s *Streamer) connectPrimary(ctx context.Context) (*pgx.Conn, replication.Target, error) {
+	conn, err := pgx.Connect(ctx, s.cfg.DatabaseURL)
+	s.postgresOK.Store(err == nil)
+	if err != nil {
+		return nil, replication.Target{}, fmt.Errorf("%w: connect: %w", errBeforeStart, err)
+	}
+	target := replication.PinnedTo(s.cfg.DatabaseURL, conn)
+	standby, err := replication.InRecovery(ctx, conn)
+	if err == nil && standby {
+		// Retried: a failover may promote it. A standby's synced slot cannot
+		// be read before that.
+		err = fmt.Errorf("%s is a standby (in recovery): the streamer reads the primary, and waits for this server to be promoted; to follow failovers, give DATABASE_URL every host with target_session_attrs=read-write",
+			pgdsn.Describe(s.cfg.DatabaseURL))
+	}
+	if err != nil {
+		conn.Close(context.Background())
+		return nil, target, fmt.Errorf("%w: %w", errBeforeStart, err)
+	}
+	return conn, target, nil
+}
+
+// checkSlot reads the slot's state: missing is true when it does not
+// exist; a lost slot, one held by another process or one of another
+// database is an error.
+func (s *Streamer) checkSlot(ctx context.Context, conn *pgx.Conn) (st replication.SlotStatus, missing bool, err error) {
+	st, err = replication.Slot(ctx, conn, s.cfg.Slot)
+	missing = errors.Is(err, replication.ErrSlotMissing)
+	if err == nil || errors.Is(err, replication.ErrSlotLost) {
+		s.metrics.observeSlot(st)
+	}
+	switch {
+	case errors.Is(err, replication.ErrSlotLost):
+		return st, false, permanent(slotLostError(s.cfg.Slot, err))
+	case missing:
+		return st, true, nil
+	case err != nil:
+		return st, false, fmt.Errorf("%w: %w", errBeforeStart, err)
+	case st.Active:
+		// Checked first, so a standby's once-a-second retry stays cheap;
+		// START_REPLICATION checks again.
+		return st, false, fmt.Errorf("slot %s held by pid %d: %w", s.cfg.Slot, st.ActivePID, replication.ErrSlotActive)
+	}
+	db, err := replication.Database(ctx, conn)
+	if err != nil {
+		return st, false, fmt.Errorf("%w: %w", errBeforeStart, err)
+	}
+	if st.Database != db {
+		return st, false, permanent(fmt.Errorf("slot %s belongs to database %q, not %q: set REPLICATION_SLOT to a slot of this database, or DATABASE_URL to that database", s.cfg.Slot, st.Database, db))
+	}
+	return st, false, nil
+}
+
+// lockFirstRun lets one process at a time decide about creating: two
+// first runs started together would otherwise each make a slot and record a
+// boundary, and the one recorded could be the other's.
+func (s *Streamer) lockFirstRun(ctx context.Context, conn *pgx.Conn) error {
+	locked, err := replication.TryFirstRunLock(ctx, conn, s.cfg.Slot)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errBeforeStart, err)
+	}
+	if !locked {
+		return fmt.Errorf("another streamer is preparing slot %s: %w", s.cfg.Slot, replication.ErrSlotActive)
+	}
+	return nil
+}
+
+// creation is what prepare knows while it creates what is missing.
+type creation struct {
+	conn        *pgx.Conn
+	target      replication.Target
+	st          replication.SlotStatus
+	slotMissing bool
+	missingPubs []replication.PublicationSpec
+	tables      map[uint32]published
+	fresh       bool // the slot was created just now
+}
+
+// createMissing creates a missing slot or publication where that is
+// allowed (the first run, an interrupted first run, CREATE_SLOT), and
+// refuses CREATE_SLOT with nothing to create.
+func (s *Streamer) createMissing(ctx context.Context, c *creation, records slotRecords) error {
+	interrupted := false
+	if s.cfg.Snapshot == SnapshotInitial {
+		var err error
+		if interrupted, err = s.redoInterruptedFirstRun(ctx, c.conn, c.slotMissing, records.snapshot(s)); err != nil {
+			return err
+		}
+		c.slotMissing = c.slotMissing || interrupted
+	}
+	if !c.slotMissing && len(c.missingPubs) == 0 {
+		if s.cfg.CreateSlot && !s.createdSlot.Load() {
+			return permanent(fmt.Errorf("CREATE_SLOT is set but slot %s exists: it is for one start after a lost slot; remove it, or a slot lost later would be recreated from now without a stop", s.cfg.Slot))
+		}
+		return nil
+	}
+	first := interrupted // nothing was streamed before a first run's snapshot was recorded
+	if !interrupted {
+		var err error
+		if first, err = s.mayCreate(ctx, c.slotMissing, c.missingPubs); err != nil {
+			return err
+		}
+	}
+	if err := s.createPublications(ctx, c); err != nil {
+		return err
+	}
+	if c.slotMissing {
+		if err := s.createSlot(ctx, c.conn, c.target, first); err != nil {
+			return err
+		}
+	}
+	c.fresh = c.slotMissing
+	s.createdSlot.Store(c.slotMissing)
+	var err error
+	if c.st, err = replication.Slot(ctx, c.conn, s.cfg.Slot); err != nil {
+		return fmt.Errorf("%w: %w", errBeforeStart, err)
+	}
+	return nil
+}
+
+// createPublications creates the missing publications and checks them.
+func (s *Streamer) createPublications(ctx context.Context, c *creation) error {
+	for _, spec := range c.missingPubs {
+		if err := replication.CreatePublication(ctx, c.conn, spec); err != nil {
+			return permanent(err)
+		}
+		s.log.Info().Str("publication", spec.Name).Str("table", spec.Table).Msg("created publication")
+	}
+	tables, missingPubs, err := s.checkPublications(ctx, c.conn)
+	if err != nil {
+		return err
+	}
+	if len(missingPubs) > 0 {
+		return fmt.Errorf("%w: publication %s vanished right after it was created", errBeforeStart, s.cfg.Publication)
+	}
+	c.tables = tables
+	return nil
+}
+
+// startAt is where the session starts: the slot's confirmed position, or
+// START_LSN when it is given and valid.
+func (s *Streamer) startAt(st replication.SlotStatus, startLSN, checkedAt pglogrepl.LSN) (pglogrepl.LSN, error) {
+	if startLSN == 0 {
+		return st.Confirmed, nil
+	}
+	if startLSN < st.Confirmed {
+		return 0, permanent(fmt.Errorf("start LSN %s is behind slot %s's confirmed position %s: PostgreSQL cannot replay behind a slot's confirmed position (the WAL before it may be gone); start at or after %s, or omit START_LSN to resume from the slot",
+			startLSN, s.cfg.Slot, st.Confirmed, st.Confirmed))
+	}
+	if startLSN > checkedAt {
+		return 0, permanent(fmt.Errorf("start LSN %s is beyond the server's current WAL position %s: every insert until the WAL reached it would be skipped; give a position at or before %s",
+			startLSN, checkedAt, checkedAt))
+	}
+	return startLSN, nil
 }
 
 // checkPublications checks each projected table's publication completely.

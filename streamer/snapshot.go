@@ -11,7 +11,6 @@ import (
 
 	"github.com/userstream/userstream/delivery"
 	"github.com/userstream/userstream/envelope"
-	"github.com/userstream/userstream/kafkasink"
 	"github.com/userstream/userstream/replication"
 )
 
@@ -47,10 +46,8 @@ type snapshotJob struct {
 	Started  time.Time `json:"started"`
 }
 
-func (s *Streamer) snapshotKey() []byte { return []byte("snapshot/" + s.cfg.Slot) }
-
 func (s *Streamer) loadSnapshotJob(ctx context.Context) (snapshotJob, error) {
-	b, err := kafkasink.LastValue(ctx, s.cfg.Kafka.Properties, s.cfg.Kafka.ProgressTopic, s.snapshotKey())
+	b, err := s.readRecord(ctx, s.snapshotKey())
 	if err != nil {
 		return snapshotJob{}, err
 	}

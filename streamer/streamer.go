@@ -260,7 +260,7 @@ func (s *Streamer) heartbeat(ctx context.Context) {
 				continue
 			}
 		}
-		if _, err = conn.Exec(ctx, "SELECT pg_logical_emit_message(false, 'userstream.heartbeat', '')"); err != nil {
+		if err = replication.Heartbeat(ctx, conn); err != nil {
 			s.log.Warn().Err(err).Msg("heartbeat")
 			conn.Close(ctx)
 			conn = nil
@@ -291,7 +291,7 @@ func (s *Streamer) plainKafka() kafkasink.Config {
 
 // deliveryConfig is the stream's delivery, reporting through hooks.
 func (s *Streamer) deliveryConfig(hooks delivery.Hooks) delivery.Config {
-	return delivery.Config{Mode: s.cfg.Delivery, ProgressKey: []byte(s.cfg.Slot),
+	return delivery.Config{Mode: s.cfg.Delivery, ProgressKey: s.progressKey(),
 		TransactionInterval: s.cfg.TransactionInterval, TransactionRecords: s.cfg.TransactionRecords,
 		ShutdownTimeout: s.cfg.ShutdownTimeout, Log: s.log, Hooks: hooks}
 }

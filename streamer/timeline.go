@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/userstream/userstream/internal/pgdsn"
-	"github.com/userstream/userstream/kafkasink"
 	"github.com/userstream/userstream/replication"
 )
 
@@ -21,8 +20,6 @@ import (
 // cluster no longer has and confirm a slot no one should use. So the
 // streamer keeps, on the progress topic, the newest timeline of the cluster
 // it streamed from, and refuses an older one of the same cluster.
-
-func (s *Streamer) timelineKey() []byte { return []byte("timeline/" + s.cfg.Slot) }
 
 type timelineRecord struct {
 	Slot     string    `json:"slot"`
@@ -75,7 +72,7 @@ func (s *Streamer) AcceptTimeline(ctx context.Context) (string, int32, error) {
 	if described := pgdsn.Describe(s.cfg.DatabaseURL); strings.Contains(described, ",") {
 		return "", 0, fmt.Errorf("accept-timeline needs DATABASE_URL to name the one server to accept, not several (%s)", described)
 	}
-	b, err := kafkasink.LastValue(ctx, s.cfg.Kafka.Properties, s.cfg.Kafka.ProgressTopic, s.timelineKey())
+	b, err := s.readRecord(ctx, s.timelineKey())
 	if err != nil {
 		return "", 0, fmt.Errorf("read the timeline record: %w", err)
 	}
