@@ -70,10 +70,10 @@ func cloudEvent(dst []Header, typ, source, id, ceTime, subject []byte) []Header 
 	)
 }
 
-// DeadLetter is the header set of a streamed change that made no valid
+// DeadLetterHeaders is the header set of a streamed change that made no valid
 // event: where it came from and where it is in the WAL, but no ce_id, as
 // it is no event.
-func DeadLetter(source []byte, lsn uint64, commitLSN []byte) []Header {
+func DeadLetterHeaders(source []byte, lsn uint64, commitLSN []byte) []Header {
 	return []Header{
 		{Key: Source, Value: source},
 		{Key: ContentType, Value: contentJSON},
@@ -82,8 +82,8 @@ func DeadLetter(source []byte, lsn uint64, commitLSN []byte) []Header {
 	}
 }
 
-// CopiedDeadLetter is the header set of a row read by a query that made no
+// CopiedDeadLetterHeaders is the header set of a row read by a query that made no
 // valid event; flag is Snapshot or Backfill.
-func CopiedDeadLetter(source []byte, flag string) []Header {
+func CopiedDeadLetterHeaders(source []byte, flag string) []Header {
 	return []Header{{Key: Source, Value: source}, {Key: ContentType, Value: contentJSON}, {Key: flag, Value: trueValue}}
 }

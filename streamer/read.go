@@ -28,7 +28,7 @@ func (p *pipe) read(ctx, gctx context.Context) error {
 		if gctx.Err() != nil {
 			return gctx.Err()
 		}
-		p.reader.SetMaxWait(min(p.d.Due(), p.snap.due()))
+		p.reader.SetMaxWait(min(p.d.Due(), p.snap.Due()))
 		v, err := p.reader.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -100,7 +100,7 @@ func (p *pipe) idle(ctx, gctx context.Context, r *readLoop, now time.Time) error
 	if err := p.d.Tick(ctx); err != nil {
 		return err
 	}
-	if err := p.snap.step(gctx); err != nil {
+	if err := p.snap.Step(gctx); err != nil {
 		return err
 	}
 	// A backlog's buffers stay in the Go heap after it drains; give them
@@ -136,7 +136,7 @@ func (p *pipe) handle(ctx, pctx, gctx context.Context, v any) error {
 		if err := p.d.Committed(ctx, p.cur.Txn); err != nil {
 			return err
 		}
-		if err := p.snap.step(gctx); err != nil {
+		if err := p.snap.Step(gctx); err != nil {
 			return err
 		}
 		p.cur = nil
@@ -228,7 +228,7 @@ func (p *pipe) poison(ctx context.Context, cur *txn, c *replication.Change, caus
 	// The error names the column and the rule, never the value.
 	p.s.log.Warn().Str("lsn", c.LSN.String()).Str("table", table).Str("error", cause.Error()).Str("topic", dlq).
 		Msg("poison row: the change makes no valid event; sent to the dead-letter topic")
-	headers := envelope.DeadLetter(p.sources[c.Relation.ID], uint64(c.LSN), cur.commitLSN)
+	headers := envelope.DeadLetterHeaders(p.sources[c.Relation.ID], uint64(c.LSN), cur.commitLSN)
 	return p.produce(ctx, cur, delivery.Record{Key: key, Value: value, Headers: headers, DeadLetter: true})
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/userstream/userstream/backfill"
 	"github.com/userstream/userstream/checkpoint"
 	"github.com/userstream/userstream/delivery"
 	"github.com/userstream/userstream/envelope"
@@ -23,7 +24,7 @@ import (
 // returns nil after a clean drain when ctx is cancelled.
 func (s *Streamer) session(ctx context.Context, startLSN pglogrepl.LSN) error {
 	err := s.stream(ctx, startLSN)
-	if errors.Is(err, delivery.ErrRefused) || errors.Is(err, delivery.ErrCorrupt) {
+	if errors.Is(err, delivery.ErrRefused) || errors.Is(err, delivery.ErrCorrupt) || errors.Is(err, backfill.ErrPoison) {
 		return permanent(err)
 	}
 	return err
@@ -57,7 +58,7 @@ func (s *Streamer) stream(ctx context.Context, startLSN pglogrepl.LSN) error {
 	if err := p.resumeSnapshot(ctx); err != nil {
 		return err
 	}
-	defer p.snap.close()
+	defer p.snap.Close()
 	reader, err := replication.Open(ctx, replication.Config{
 		DSN: s.cfg.DatabaseURL, Server: pl.target.Server, Slot: s.cfg.Slot, Publication: s.cfg.Publication,
 		StartLSN: pl.start, StatusInterval: s.cfg.StatusInterval, Linger: max(s.cfg.ReadLinger, 0),
@@ -131,7 +132,7 @@ type pipe struct {
 	check     historyCheck // exactly-once: whether the stream bore the last progress out yet
 	resume    delivery.Progress
 	cur       *txn // the transaction being read, for a clean stop
-	snap      *snapshotter
+	snap      *backfill.Snapshot
 	start     pglogrepl.LSN                 // where the session's stream starts
 	serverWAL pglogrepl.LSN                 // the server's WAL position before it
 	target    replication.Target            // the server every connection reaches

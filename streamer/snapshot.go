@@ -9,8 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/userstream/userstream/delivery"
-	"github.com/userstream/userstream/envelope"
+	"github.com/userstream/userstream/backfill"
 	"github.com/userstream/userstream/replication"
 )
 
@@ -23,44 +22,23 @@ const (
 	SnapshotNever   Snapshot = "never"
 )
 
-// The initial snapshot. The first run creates the slot with an exported
-// snapshot and records, on the progress topic, that snapshot's boundary: the
-// rows it sees are exactly those committed before the slot's consistent
-// point, and everything after is in the slot's stream. While streaming goes
-// on, the session reads those rows in chunks by id, each chunk filtered to
-// the boundary (a row's xmin against the recorded pg_snapshot), and sends
-// them as events with the same ce_id as streamed ones. Each chunk is made
-// durable together with a cursor record, so a restarted streamer resumes
-// after the last durable chunk: in exactly-once mode, chunk and cursor
-// commit in one Kafka transaction, so no row is sent twice.
+// The initial snapshot (package backfill sends it). The first run creates
+// the slot with an exported snapshot and records, on the progress topic,
+// that snapshot's boundary, after recording its intent: a first run
+// interrupted in between is started again.
 
-// snapshotJob is the snapshot's state on the progress topic.
-type snapshotJob struct {
-	Slot     string    `json:"slot"`
-	State    string    `json:"state"` // creating, running or complete
-	Boundary string    `json:"boundary,omitempty"`
-	AfterID  int64     `json:"after_id"` // every row up to it is in Kafka
-	UpToID   int64     `json:"up_to_id"`
-	Total    int64     `json:"total"`
-	Done     int64     `json:"done"`
-	Started  time.Time `json:"started"`
-}
-
-func (s *Streamer) loadSnapshotJob(ctx context.Context) (snapshotJob, error) {
+func (s *Streamer) loadSnapshotJob(ctx context.Context) (backfill.SnapshotJob, error) {
 	b, err := s.readRecord(ctx, s.snapshotKey())
 	if err != nil {
-		return snapshotJob{}, err
+		return backfill.SnapshotJob{}, err
 	}
 	return s.parseSnapshotJob(b)
 }
 
 // parseSnapshotJob reads a snapshot record; none is the zero job.
-func (s *Streamer) parseSnapshotJob(b []byte) (snapshotJob, error) {
-	var job snapshotJob
-	if b == nil {
-		return job, nil
-	}
-	if err := json.Unmarshal(b, &job); err != nil {
+func (s *Streamer) parseSnapshotJob(b []byte) (backfill.SnapshotJob, error) {
+	job, err := backfill.ParseSnapshotJob(b)
+	if err != nil {
 		return job, permanent(fmt.Errorf("snapshot record on %s: %w", s.cfg.Kafka.ProgressTopic, err))
 	}
 	return job, nil
@@ -75,7 +53,7 @@ func (s *Streamer) redoInterruptedFirstRun(ctx context.Context, conn *pgx.Conn, 
 	if err != nil {
 		return false, err
 	}
-	if job.State != "creating" {
+	if job.State != backfill.SnapshotCreating {
 		return false, nil
 	}
 	if !slotMissing {
@@ -107,7 +85,7 @@ func (s *Streamer) createSlot(ctx context.Context, conn *pgx.Conn, target replic
 	if err := sink.EnsureTopic(kctx); err != nil {
 		return retryable(err)
 	}
-	write := func(job snapshotJob) error {
+	write := func(job backfill.SnapshotJob) error {
 		b, err := json.Marshal(job)
 		if err != nil {
 			return err
@@ -116,7 +94,7 @@ func (s *Streamer) createSlot(ctx context.Context, conn *pgx.Conn, target replic
 	}
 	// The intent comes first: a slot whose boundary was never recorded is
 	// then known to be safe to drop and make again.
-	if err := write(snapshotJob{Slot: s.cfg.Slot, State: "creating"}); err != nil {
+	if err := write(backfill.SnapshotJob{Slot: s.cfg.Slot, State: backfill.SnapshotCreating}); err != nil {
 		return fmt.Errorf("%w: %w", errBeforeStart, err)
 	}
 	ns, name := s.cfg.Projectors[0].Table()
@@ -124,25 +102,15 @@ func (s *Streamer) createSlot(ctx context.Context, conn *pgx.Conn, target replic
 	if err != nil {
 		return fmt.Errorf("%w: %w", errBeforeStart, err)
 	}
-	job := snapshotJob{Slot: s.cfg.Slot, State: "running", Boundary: b.Snapshot, UpToID: b.MaxID, Total: b.Rows, Started: time.Now().UTC()}
+	job := backfill.SnapshotJob{Slot: s.cfg.Slot, State: backfill.SnapshotRunning, Boundary: b.Snapshot, UpToID: b.MaxID, Total: b.Rows, Started: time.Now().UTC()}
 	if b.Rows == 0 {
-		job.State = "complete"
+		job.State = backfill.SnapshotComplete
 	}
 	if err := write(job); err != nil {
 		return fmt.Errorf("%w: %w", errBeforeStart, err)
 	}
 	s.log.Info().Str("slot", s.cfg.Slot).Int64("rows", b.Rows).Msg("created replication slot with a snapshot: the users that existed before it are sent while streaming goes on")
 	return nil
-}
-
-// snapshotter sends the snapshot's chunks from the session's read loop.
-type snapshotter struct {
-	p     *pipe
-	job   snapshotJob
-	conn  *pgx.Conn
-	cp    *copier
-	last  time.Time // last chunk
-	meter *progressMeter
 }
 
 // resumeSnapshot picks up a snapshot that is not complete; p.snap stays nil
@@ -157,103 +125,14 @@ func (p *pipe) resumeSnapshot(ctx context.Context) error {
 		}
 		return fmt.Errorf("%w: read the snapshot record: %w", errBeforeStart, err)
 	}
-	if job.State != "running" {
-		return nil
-	}
-	p.snap = &snapshotter{p: p, job: job, meter: newProgressMeter(p.s.log, "snapshot", job.Total, job.Done, false)}
-	p.s.log.Info().Int64("done", job.Done).Int64("total", job.Total).Int64("after_id", job.AfterID).Msg("snapshot: sending the users that existed before the slot while streaming")
+	m := p.s.metrics
+	p.snap = backfill.ResumeSnapshot(job, backfill.SnapshotConfig{
+		Source: p.s.copySource(), Chunk: p.s.cfg.SnapshotChunk, Key: p.s.snapshotKey(), Connect: p.target.Connect,
+		Origin: func() (string, string) { return p.reader.SystemID(), p.reader.Database() },
+		Observe: func(done, total int64) {
+			m.Snapshot.WithLabelValues("done").Set(float64(done))
+			m.Snapshot.WithLabelValues("total").Set(float64(total))
+		},
+	}, p.d)
 	return nil
-}
-
-// step sends the next chunk when one is due. It runs on the read goroutine,
-// between stream messages, so in exactly-once mode its records share the
-// stream's transactions without a lock.
-func (sn *snapshotter) step(ctx context.Context) error {
-	if sn == nil || sn.job.State != "running" || time.Since(sn.last) < 10*time.Millisecond {
-		return nil
-	}
-	sn.last = time.Now()
-	if sn.conn == nil {
-		conn, err := sn.p.target.Connect(ctx)
-		if err != nil {
-			return fmt.Errorf("snapshot: connect: %w", err)
-		}
-		sn.conn = conn
-	}
-	c := &delivery.Chunk{}
-	n, last, err := sn.send(ctx, c)
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		sn.job.State = "complete"
-	} else {
-		sn.job.AfterID, sn.job.Done = last, sn.job.Done+int64(n)
-	}
-	cursor, err := json.Marshal(sn.job)
-	if err != nil {
-		return err
-	}
-	if err := sn.p.d.Durable(ctx, c, sn.p.s.snapshotKey(), cursor); err != nil {
-		return fmt.Errorf("snapshot chunk after id %d: %w", sn.job.AfterID, err)
-	}
-	sn.report()
-	return nil
-}
-
-// send produces the next chunk's events and returns how many rows it read
-// and the last id.
-func (sn *snapshotter) send(ctx context.Context, c *delivery.Chunk) (int, int64, error) {
-	rows, b, idCol, err := selectUsers(ctx, sn.conn, sn.p.s.cfg.Projectors[0], sn.job.AfterID, sn.job.UpToID, sn.p.s.cfg.SnapshotChunk,
-		" AND "+replication.VisibleIn(4), sn.job.Boundary)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer rows.Close()
-	if sn.cp == nil {
-		sn.cp = sn.p.s.newCopier(sn.p.d, sn.p.reader.SystemID(), sn.p.reader.Database(), envelope.Snapshot, "snapshot")
-	}
-	n, last := 0, sn.job.AfterID
-	for rows.Next() {
-		vals, err := rows.Values()
-		if err != nil {
-			// pgx's message may quote the value: row contents stay out of
-			// errors, which reach logs.
-			return n, last, fmt.Errorf("snapshot: read the user after id %d: %w", last, replication.ErrUndecodable)
-		}
-		if last, err = integerValue(vals[idCol]); err != nil {
-			return n, last, err
-		}
-		n++
-		if _, _, err := sn.cp.copy(ctx, c, b, last, vals); err != nil {
-			return n, last, err
-		}
-	}
-	return n, last, rows.Err()
-}
-
-func (sn *snapshotter) report() {
-	m := sn.p.s.metrics
-	m.Snapshot.WithLabelValues("done").Set(float64(sn.job.Done))
-	m.Snapshot.WithLabelValues("total").Set(float64(sn.job.Total))
-	if sn.job.State == "complete" {
-		sn.meter.done(sn.job.Done)
-		return
-	}
-	sn.meter.update(sn.job.Done)
-}
-
-// due is how soon the next chunk is: a running snapshot keeps the reader
-// from waiting long for stream messages.
-func (sn *snapshotter) due() time.Duration {
-	if sn == nil || sn.job.State != "running" {
-		return time.Hour
-	}
-	return 10*time.Millisecond - time.Since(sn.last)
-}
-
-func (sn *snapshotter) close() {
-	if sn != nil && sn.conn != nil {
-		sn.conn.Close(context.Background())
-	}
 }
