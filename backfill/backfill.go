@@ -10,7 +10,7 @@ import (
 
 	"github.com/userstream/userstream/delivery"
 	"github.com/userstream/userstream/envelope"
-	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/kafkaclient"
 	"github.com/userstream/userstream/replication"
 )
 
@@ -41,11 +41,11 @@ func (r *Result) add(o Result) {
 // Config is where a backfill reads and writes.
 type Config struct {
 	Source
-	Key      string           // the job's record on the progress topic
-	Kafka    kafkasink.Config // the topics it reads and writes
-	Producer kafkasink.Config // its producer, as its delivery mode needs it
+	Key      string             // the job's record on the progress topic
+	Kafka    kafkaclient.Config // the topics it reads and writes
+	Producer kafkaclient.Config // its producer, as its delivery mode needs it
 	Delivery delivery.Config
-	NewSink  func(kafkasink.Config) (*kafkasink.Sink, error)
+	NewSink  func(kafkaclient.Config) (*kafkaclient.Producer, error)
 }
 
 // run is one backfill's state.
@@ -150,7 +150,7 @@ var errFailed = errors.New("failed")
 // writer is a backfill's producer and its delivery. Its context ends when
 // a delivery fails.
 type writer struct {
-	sink   *kafkasink.Sink
+	sink   *kafkaclient.Producer
 	d      *delivery.Stream
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/kafkaclient"
 	"github.com/userstream/userstream/replication"
 )
 
@@ -35,7 +35,7 @@ type job struct {
 // keys it reads show what the interrupted run sent.
 func (r *run) startJob(ctx context.Context, rg Range) (job, error) {
 	j := job{key: r.cfg.Key}
-	b, err := kafkasink.LastValue(ctx, r.cfg.Kafka.Properties, r.cfg.Kafka.ProgressTopic, []byte(j.key))
+	b, err := kafkaclient.LastValue(ctx, r.cfg.Kafka.Properties, r.cfg.Kafka.ProgressTopic, []byte(j.key))
 	if err != nil {
 		return j, fmt.Errorf("read the backfill's record: %w", err)
 	}

@@ -10,14 +10,14 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
 
-	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/kafkaclient"
 	"github.com/userstream/userstream/replication"
 )
 
 // LargestID is the largest user id the topic or the dead-letter topic
 // holds (0 when none): after a restore, the id sequence must be moved past
 // it, or new users take ids that Kafka holds for others.
-func LargestID(ctx context.Context, k kafkasink.Config, log zerolog.Logger) (int64, error) {
+func LargestID(ctx context.Context, k kafkaclient.Config, log zerolog.Logger) (int64, error) {
 	var present idSet
 	if err := readAccountedFor(ctx, k, log, &present); err != nil {
 		return 0, err
@@ -28,10 +28,10 @@ func LargestID(ctx context.Context, k kafkasink.Config, log zerolog.Logger) (int
 // readAccountedFor adds to present the id of every user the topic holds, and
 // of every row the dead-letter topic holds: a poison row already sent there
 // is accounted for, or a recovery could never finish.
-func readAccountedFor(ctx context.Context, k kafkasink.Config, log zerolog.Logger, present *idSet) error {
+func readAccountedFor(ctx context.Context, k kafkaclient.Config, log zerolog.Logger, present *idSet) error {
 	for _, topic := range []string{k.Topic, k.DeadLetterTopic} {
 		before := present.n
-		err := kafkasink.ReadKeys(ctx, k.Properties, topic, func(key []byte) {
+		err := kafkaclient.ReadKeys(ctx, k.Properties, topic, func(key []byte) {
 			if id, err := strconv.ParseInt(string(key), 10, 64); err == nil {
 				present.add(id)
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/userstream/userstream/archiver"
+	"github.com/userstream/userstream/envelope"
 )
 
 // archiveResult compares the archiver with a plain consumer reading the same
@@ -170,20 +171,20 @@ func fillTopic(ctx context.Context, bootstrap, topic string, partitions, events 
 		}
 	}()
 	day := time.Now().UTC().Truncate(24 * time.Hour)
+	enc := envelope.NewEncoder()
+	source := []byte(envelope.SourceOf("7300000000000000000", "bench", "public", "users"))
 	for i := 0; i < events; i++ {
 		ceTime := day.Add(time.Duration(i) * time.Millisecond).Format(time.RFC3339Nano)
+		lsn := uint64(0x1000000 + i*120)
+		var headers []kafka.Header
+		for _, h := range enc.Streamed("user.created.v1", fmt.Sprint(i+1), source, lsn, []byte(ceTime), envelope.AppendLSN(nil, lsn+40)) {
+			headers = append(headers, kafka.Header{Key: h.Key, Value: h.Value})
+		}
 		m := &kafka.Message{
 			TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
 			Key:            []byte(fmt.Sprint(i + 1)),
 			Value:          []byte(fmt.Sprintf(`{"username":"bench-user-%08d","country_code":"BE","created_at":%q}`, i, ceTime)),
-			Headers: []kafka.Header{
-				{Key: "ce_specversion", Value: []byte("1.0")}, {Key: "ce_type", Value: []byte("user.created.v1")},
-				{Key: "ce_source", Value: []byte("postgresql://7300000000000000000/bench/public.users")},
-				{Key: "ce_id", Value: []byte(fmt.Sprintf("user.created.v1:%d", i+1))}, {Key: "ce_time", Value: []byte(ceTime)},
-				{Key: "ce_subject", Value: []byte(fmt.Sprint(i + 1))}, {Key: "content-type", Value: []byte("application/json")},
-				{Key: "userstream_lsn", Value: []byte(fmt.Sprintf("0/%X", 0x1000000+i*120))},
-				{Key: "userstream_commit_lsn", Value: []byte(fmt.Sprintf("0/%X", 0x1000000+i*120+40))},
-			},
+			Headers:        headers,
 		}
 		for {
 			err := p.Produce(m, nil)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/userstream/userstream/envelope"
 )
 
 // latencyResult is commit-to-consumer latency and the cost per event at
@@ -135,7 +137,7 @@ func (b *bench) latency(ctx context.Context, mode, variant string, rates []int) 
 			now := time.Now()
 			var commit time.Time
 			for _, h := range m.Headers {
-				if h.Key == "ce_time" {
+				if h.Key == envelope.Time {
 					commit, _ = time.Parse(time.RFC3339Nano, string(h.Value))
 				}
 			}

@@ -16,7 +16,7 @@
 // or a backfill) are made durable together with a cursor record. Kafka's
 // backpressure (a full local queue) is waited out in one place, keeping the
 // source's connection alive through a hook. The Kafka client's types stay
-// here and in kafkasink; source positions are numbers, and delivery knows
+// here and in kafkaclient; source positions are numbers, and delivery knows
 // nothing of where they come from.
 package delivery
 
@@ -30,7 +30,7 @@ import (
 
 	"github.com/userstream/userstream/checkpoint"
 	"github.com/userstream/userstream/envelope"
-	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/kafkaclient"
 )
 
 // ErrRefused marks a record Kafka refused for good (too large, not
@@ -104,7 +104,7 @@ type Config struct {
 // Serve runs beside it.
 type Stream struct {
 	cfg      Config
-	sink     *kafkasink.Sink
+	sink     *kafkaclient.Producer
 	tracker  *checkpoint.Tracker
 	eo       *exactlyOnce // nil: at-least-once
 	skip     Progress     // exactly-once: what is already in Kafka
@@ -113,10 +113,10 @@ type Stream struct {
 }
 
 // New returns the stream's delivery in cfg.Mode through sink, which must be
-// transactional exactly when the mode is exactly-once (kafkasink.Config
+// transactional exactly when the mode is exactly-once (kafkaclient.Config
 // from SinkConfig). tracker receives the source transactions' records; nil
 // for a stream of chunks only.
-func New(cfg Config, sink *kafkasink.Sink, tracker *checkpoint.Tracker) *Stream {
+func New(cfg Config, sink *kafkaclient.Producer, tracker *checkpoint.Tracker) *Stream {
 	s := &Stream{cfg: cfg, sink: sink, tracker: tracker}
 	if cfg.Mode == ExactlyOnce {
 		s.eo = &exactlyOnce{s: s}

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/kafkaclient"
 )
 
 // exactlyOnce writes records in Kafka transactions. Each Kafka transaction
@@ -40,7 +40,7 @@ func (d *exactlyOnce) start(ctx context.Context, properties map[string]string, p
 	}
 	var resume *Progress
 	if key := d.s.cfg.ProgressKey; key != nil {
-		last, err := kafkasink.LastValue(ictx, properties, progressTopic, key)
+		last, err := kafkaclient.LastValue(ictx, properties, progressTopic, key)
 		if err != nil {
 			return nil, fmt.Errorf("read the last progress of slot %s: %w", key, err)
 		}
@@ -171,7 +171,7 @@ func (d *exactlyOnce) commit(ctx context.Context) error {
 		switch {
 		case err == nil:
 			return nil
-		case kafkasink.RequiresAbort(err):
+		case kafkaclient.RequiresAbort(err):
 			// Among them, a record Kafka did not take: this mode's delivery
 			// error, as there are no reports per record.
 			d.s.failed()
@@ -182,7 +182,7 @@ func (d *exactlyOnce) commit(ctx context.Context) error {
 			// progress.
 			d.forget()
 			return refusedForGood(errors.Join(err, abortErr))
-		case !kafkasink.IsRetriable(err):
+		case !kafkaclient.IsRetriable(err):
 			return err // fenced or fatal: a newer producer took over, or the producer is broken
 		}
 		// A slow or unreachable Kafka: keep the source's connection alive

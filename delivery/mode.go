@@ -3,7 +3,7 @@ package delivery
 import (
 	"time"
 
-	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/kafkaclient"
 )
 
 // Mode is how records reach Kafka and when the source transactions they
@@ -28,7 +28,7 @@ const (
 // readable only once it commits, and the commit sends what is queued, so at
 // a steady load each partition's records go once per transaction.
 // At-least-once is never transactional.
-func (m Mode) Producer(k kafkasink.Config, name string, transactionInterval time.Duration) kafkasink.Config {
+func (m Mode) Producer(k kafkaclient.Config, name string, transactionInterval time.Duration) kafkaclient.Config {
 	if m != ExactlyOnce {
 		k.TransactionalID = ""
 		return k

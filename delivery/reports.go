@@ -9,7 +9,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/rs/zerolog"
 
-	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/kafkaclient"
 )
 
 // Serve is the producer's side channel, served until ctx ends or stop
@@ -54,7 +54,7 @@ func (s *Stream) report(m *kafka.Message) error {
 	s.reported.Add(1)
 	if err := m.TopicPartition.Error; err != nil {
 		s.failed()
-		if kafkasink.IsPermanent(err) {
+		if kafkaclient.IsPermanent(err) {
 			return fmt.Errorf("%w: %w", ErrRefused, err)
 		}
 		return fmt.Errorf("delivery failed: %w", err)

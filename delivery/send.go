@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/kafkaclient"
 )
 
 // progressRecord is the opaque of a record on the progress topic: its
@@ -33,7 +33,7 @@ func (s *Stream) send(ctx context.Context, r Record, opaque any) error {
 			s.produced.Add(1)
 			return nil
 		}
-		if !kafkasink.IsQueueFull(err) {
+		if !kafkaclient.IsQueueFull(err) {
 			return produceError{err}
 		}
 		if err := s.keepAlive(ctx); err != nil {
@@ -85,7 +85,7 @@ func (s *Stream) refused(ctx context.Context, err error) error {
 
 // refusedForGood marks an error that retrying cannot fix.
 func refusedForGood(err error) error {
-	if kafkasink.IsPermanent(err) {
+	if kafkaclient.IsPermanent(err) {
 		return fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	return err

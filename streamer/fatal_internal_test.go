@@ -14,7 +14,7 @@ import (
 
 	"github.com/userstream/userstream/internal/e2e"
 	"github.com/userstream/userstream/internal/testenv"
-	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/kafkaclient"
 )
 
 // The local broker no longer loses idempotent-producer state on SIGKILL, so
@@ -32,13 +32,13 @@ func TestAFatalProducerErrorRecreatesTheProducerAndLosesNothing(t *testing.T) {
 	defer conn.Close(ctx)
 
 	m := NewMetrics(prometheus.NewRegistry())
-	s := New(Config{DatabaseURL: dsn, Slot: slot, Kafka: kafkasink.Config{Topic: topic, Partitions: 3,
+	s := New(Config{DatabaseURL: dsn, Slot: slot, Kafka: kafkaclient.Config{Topic: topic, Partitions: 3,
 		Properties: map[string]string{"bootstrap.servers": bootstrap}}}, zerolog.Nop(), m)
 	// The session's producer is the last one made before events flow:
 	// prepare makes short-lived ones first, to look at the topics.
-	var first atomic.Pointer[kafkasink.Sink]
-	s.newSink = func(c kafkasink.Config) (*kafkasink.Sink, error) {
-		sink, err := kafkasink.New(c)
+	var first atomic.Pointer[kafkaclient.Producer]
+	s.newSink = func(c kafkaclient.Config) (*kafkaclient.Producer, error) {
+		sink, err := kafkaclient.New(c)
 		if err == nil {
 			first.Store(sink)
 		}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/userstream/userstream/internal/e2e"
 	"github.com/userstream/userstream/internal/testenv"
-	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/kafkaclient"
 	"github.com/userstream/userstream/projection"
 	"github.com/userstream/userstream/replication"
 	"github.com/userstream/userstream/streamer"
@@ -51,7 +51,7 @@ func newEnv(t *testing.T) *env {
 func (e *env) config(start pglogrepl.LSN) streamer.Config {
 	return streamer.Config{
 		DatabaseURL: e.dsn, Slot: e.slot, StartLSN: start, ShutdownTimeout: 10 * time.Second,
-		Kafka: kafkasink.Config{Topic: e.topic, Partitions: 3, Properties: map[string]string{"bootstrap.servers": e.kafka}},
+		Kafka: kafkaclient.Config{Topic: e.topic, Partitions: 3, Properties: map[string]string{"bootstrap.servers": e.kafka}},
 	}
 }
 

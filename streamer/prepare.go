@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/userstream/userstream/internal/pgdsn"
-	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/kafkaclient"
 	"github.com/userstream/userstream/projection"
 	"github.com/userstream/userstream/replication"
 )
@@ -321,7 +321,7 @@ func (s *Streamer) mayCreate(ctx context.Context, slotMissing bool, missingPubs 
 // retryable marks a failure before streaming as worth retrying, unless
 // Kafka refused access: that needs an operator.
 func retryable(err error) error {
-	if kafkasink.IsPermanent(err) {
+	if kafkaclient.IsPermanent(err) {
 		return permanent(err)
 	}
 	return fmt.Errorf("%w: %w", errBeforeStart, err)

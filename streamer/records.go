@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/kafkaclient"
 )
 
 // The slot's records on the progress topic (a small compacted topic, read
@@ -45,7 +45,7 @@ func (r slotRecords) timeline(s *Streamer) []byte    { return r[string(s.timelin
 func (s *Streamer) readSlotRecords(ctx context.Context) (slotRecords, error) {
 	kctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	records, err := kafkasink.LastValues(kctx, s.cfg.Kafka.Properties, s.cfg.Kafka.ProgressTopic)
+	records, err := kafkaclient.LastValues(kctx, s.cfg.Kafka.Properties, s.cfg.Kafka.ProgressTopic)
 	if err != nil {
 		return nil, retryable(fmt.Errorf("read the progress topic: %w", err))
 	}
@@ -54,7 +54,7 @@ func (s *Streamer) readSlotRecords(ctx context.Context) (slotRecords, error) {
 
 // readRecord reads the last value under key; nil when there is none.
 func (s *Streamer) readRecord(ctx context.Context, key []byte) ([]byte, error) {
-	return kafkasink.LastValue(ctx, s.cfg.Kafka.Properties, s.cfg.Kafka.ProgressTopic, key)
+	return kafkaclient.LastValue(ctx, s.cfg.Kafka.Properties, s.cfg.Kafka.ProgressTopic, key)
 }
 
 // writeRecord writes one of the slot's records (the publication's

@@ -14,7 +14,7 @@ import (
 	"github.com/userstream/userstream/checkpoint"
 	"github.com/userstream/userstream/delivery"
 	"github.com/userstream/userstream/envelope"
-	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/kafkaclient"
 	"github.com/userstream/userstream/projection"
 	"github.com/userstream/userstream/replication"
 )
@@ -93,12 +93,12 @@ func (s *Streamer) stream(ctx context.Context, startLSN pglogrepl.LSN) error {
 }
 
 // ensureTopics makes sure the topics exist before the session produces.
-func (s *Streamer) ensureTopics(ctx context.Context, sink *kafkasink.Sink) error {
+func (s *Streamer) ensureTopics(ctx context.Context, sink *kafkaclient.Producer) error {
 	topicCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err := sink.EnsureTopic(topicCtx)
 	cancel()
 	if err != nil {
-		refused := kafkasink.IsPermanent(err) // refused access was still an answer
+		refused := kafkaclient.IsPermanent(err) // refused access was still an answer
 		s.kafkaOK.Store(refused)
 		if refused {
 			return permanent(err)
@@ -155,7 +155,7 @@ type txn struct {
 	commitLSN []byte
 }
 
-func (s *Streamer) newPipe(pl plan, sink *kafkasink.Sink) *pipe {
+func (s *Streamer) newPipe(pl plan, sink *kafkaclient.Producer) *pipe {
 	tracker := checkpoint.New(pl.start)
 	p := &pipe{s: s, tracker: tracker, guard: newGuard(s, pl),
 		bindings: map[uint32]projection.Binding{}, names: map[uint32]string{}, sources: map[uint32][]byte{},

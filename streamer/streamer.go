@@ -20,7 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/userstream/userstream/delivery"
-	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/kafkaclient"
 	"github.com/userstream/userstream/projection"
 	"github.com/userstream/userstream/replication"
 )
@@ -31,7 +31,7 @@ type Config struct {
 	Slot        string        // default users_cdc
 	Publication string        // default users_pub
 	StartLSN    pglogrepl.LSN // 0: resume from the slot
-	Kafka       kafkasink.Config
+	Kafka       kafkaclient.Config
 	// HeartbeatInterval, when set, writes a logical message that often so the
 	// slot advances on servers where keepalives are rare.
 	HeartbeatInterval time.Duration
@@ -97,7 +97,7 @@ type Streamer struct {
 	// history does not hold: later sessions skip nothing on it.
 	distrusted atomic.Value
 	// newSink makes each session's producer; tests wrap it.
-	newSink func(kafkasink.Config) (*kafkasink.Sink, error)
+	newSink func(kafkaclient.Config) (*kafkaclient.Producer, error)
 }
 
 // New returns a streamer; m receives its metrics.
@@ -148,7 +148,7 @@ func New(cfg Config, log zerolog.Logger, m *Metrics) *Streamer {
 	if cfg.Projectors == nil {
 		cfg.Projectors = projection.All()
 	}
-	s := &Streamer{cfg: cfg, log: log, metrics: m, newSink: kafkasink.New}
+	s := &Streamer{cfg: cfg, log: log, metrics: m, newSink: kafkaclient.New}
 	s.setRole("starting")
 	return s
 }
@@ -278,14 +278,14 @@ const (
 )
 
 // sinkConfig is the stream's producer, as its delivery mode needs it.
-func (s *Streamer) sinkConfig() kafkasink.Config {
+func (s *Streamer) sinkConfig() kafkaclient.Config {
 	return s.cfg.Delivery.Producer(s.cfg.Kafka, s.cfg.Slot, s.cfg.TransactionInterval)
 }
 
 // plainKafka is a producer outside the stream's transactions: for the
 // records written beside it (the snapshot's boundary, the publication's
 // fingerprint, the timeline).
-func (s *Streamer) plainKafka() kafkasink.Config {
+func (s *Streamer) plainKafka() kafkaclient.Config {
 	return AtLeastOnce.Producer(s.cfg.Kafka, s.cfg.Slot, 0)
 }
 

@@ -14,7 +14,7 @@ import (
 	"github.com/userstream/userstream/internal/devkafka"
 	"github.com/userstream/userstream/internal/e2e"
 	"github.com/userstream/userstream/internal/testenv"
-	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/kafkaclient"
 )
 
 func TestTheStreamerStreamsWithOnlyWriteAndDescribeOnItsTopics(t *testing.T) {
@@ -38,7 +38,7 @@ func TestTheStreamerStreamsWithOnlyWriteAndDescribeOnItsTopics(t *testing.T) {
 	}
 	// The platform team creates the topic, its dead-letter topic and the
 	// progress topic.
-	admin, err := kafkasink.New(kafkasink.Config{Topic: "users.created", DeadLetterTopic: "users.created.dlq", ProgressTopic: "users.created.progress", Partitions: 3, Properties: sasl("admin")})
+	admin, err := kafkaclient.New(kafkaclient.Config{Topic: "users.created", DeadLetterTopic: "users.created.dlq", ProgressTopic: "users.created.progress", Partitions: 3, Properties: sasl("admin")})
 	if err != nil {
 		t.Fatal(err)
 	}

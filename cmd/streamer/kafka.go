@@ -6,7 +6,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/userstream/userstream/internal/kafkaenv"
-	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/kafkaclient"
 )
 
 // streamerKafkaVariables are the streamer's own KAFKA_* settings (parseConfig
@@ -37,12 +37,12 @@ func loadKafka(log zerolog.Logger, c config) (kafkaSettings, error) {
 		// Names only: values may be secrets.
 		log.Warn().Strs("variables", ks.Ignored).Str("hint", kafkaenv.IgnoredHint).Msg("ignoring KAFKA_ variables the streamer does not read")
 	}
-	if err := kafkasink.Check(ks.kafkaConfig(c)); err != nil {
+	if err := kafkaclient.Check(ks.kafkaConfig(c)); err != nil {
 		return ks, err
 	}
 	return ks, nil
 }
 
-func (ks kafkaSettings) kafkaConfig(c config) kafkasink.Config {
-	return kafkasink.Config{Topic: c.topic, Partitions: c.partitions, Properties: ks.Values, Sources: ks.Sources, DeadLetterTopic: c.deadLetter}
+func (ks kafkaSettings) kafkaConfig(c config) kafkaclient.Config {
+	return kafkaclient.Config{Topic: c.topic, Partitions: c.partitions, Properties: ks.Values, Sources: ks.Sources, DeadLetterTopic: c.deadLetter}
 }

@@ -83,6 +83,8 @@ func Audit(t testing.TB, bootstrap, topic string, pool *pgxpool.Pool, timeout ti
 		key := string(m.Key)
 		ceid := ""
 		for _, h := range m.Headers {
+			// By its literal name, not envelope's: the audit shares no code
+			// with the writer it audits.
 			if h.Key == "ce_id" {
 				ceid = string(h.Value)
 			}

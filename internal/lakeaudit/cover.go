@@ -115,6 +115,8 @@ func ReadVisible(t testing.TB, bootstrap, topic string) Visible {
 		}
 		date := ""
 		for _, h := range m.Headers {
+			// By its literal name, not envelope's: the audit shares no code
+			// with the writer it audits.
 			if h.Key == "ce_time" {
 				if ts, err := time.Parse(time.RFC3339Nano, string(h.Value)); err == nil {
 					date = ts.UTC().Format(time.DateOnly)

@@ -1,4 +1,4 @@
-package kafkasink
+package kafkaclient
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 // partition's high watermark never goes back, even after retention deleted
 // everything, so it tells a topic that was streamed to from a new one. A
 // topic that does not exist holds nothing.
-func (s *Sink) HasRecords(ctx context.Context, topics ...string) (bool, error) {
+func (s *Producer) HasRecords(ctx context.Context, topics ...string) (bool, error) {
 	timeout := timeoutMs(ctx, 10*time.Second)
 	md, err := s.p.GetMetadata(nil, true, timeout)
 	if err != nil {

@@ -1,4 +1,4 @@
-package kafkasink
+package kafkaclient
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 // InitTransactions registers the transactional id with its coordinator. It
 // fences every older producer with the same id: their commits fail from
 // then on. It also aborts whatever transaction such a producer left open.
-func (s *Sink) InitTransactions(ctx context.Context) error {
+func (s *Producer) InitTransactions(ctx context.Context) error {
 	if err := s.p.InitTransactions(ctx); err != nil {
 		return fmt.Errorf("init kafka transactions: %w", err)
 	}
@@ -24,7 +24,7 @@ func (s *Sink) InitTransactions(ctx context.Context) error {
 }
 
 // BeginTransaction opens a Kafka transaction.
-func (s *Sink) BeginTransaction() error {
+func (s *Producer) BeginTransaction() error {
 	if err := s.p.BeginTransaction(); err != nil {
 		return fmt.Errorf("begin kafka transaction: %w", err)
 	}
@@ -33,7 +33,7 @@ func (s *Sink) BeginTransaction() error {
 
 // CommitTransaction flushes and commits the open transaction. On a
 // retriable error (a timeout) it may be called again.
-func (s *Sink) CommitTransaction(ctx context.Context) error {
+func (s *Producer) CommitTransaction(ctx context.Context) error {
 	if err := s.p.CommitTransaction(ctx); err != nil {
 		return fmt.Errorf("commit kafka transaction: %w", err)
 	}
@@ -42,7 +42,7 @@ func (s *Sink) CommitTransaction(ctx context.Context) error {
 
 // AbortTransaction aborts the open transaction; its records are never seen
 // by read_committed consumers.
-func (s *Sink) AbortTransaction(ctx context.Context) error {
+func (s *Producer) AbortTransaction(ctx context.Context) error {
 	if err := s.p.AbortTransaction(ctx); err != nil {
 		return fmt.Errorf("abort kafka transaction: %w", err)
 	}
@@ -51,7 +51,7 @@ func (s *Sink) AbortTransaction(ctx context.Context) error {
 
 // ProduceProgress writes a progress record to the compacted progress topic,
 // in the open transaction if there is one.
-func (s *Sink) ProduceProgress(key, value []byte) error {
+func (s *Producer) ProduceProgress(key, value []byte) error {
 	if s.progress == "" {
 		return errors.New("no progress topic configured")
 	}
@@ -64,7 +64,7 @@ func (s *Sink) ProduceProgress(key, value []byte) error {
 
 // WriteProgress writes a progress record and waits until Kafka acknowledged
 // it. For a producer that is not transactional.
-func (s *Sink) WriteProgress(ctx context.Context, key, value []byte) error {
+func (s *Producer) WriteProgress(ctx context.Context, key, value []byte) error {
 	if s.progress == "" {
 		return errors.New("no progress topic configured")
 	}
@@ -101,7 +101,7 @@ func IsRetriable(err error) bool {
 // the broker's refusal (message too large, not authorized, …). The
 // transaction is then aborted, as it must be. Any other error comes back as
 // it is.
-func (s *Sink) TransactionError(ctx context.Context, err error) error {
+func (s *Producer) TransactionError(ctx context.Context, err error) error {
 	var kerr kafka.Error
 	if s.reports || !errors.As(err, &kerr) || kerr.Code() != kafka.ErrState {
 		return err

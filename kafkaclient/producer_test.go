@@ -1,4 +1,4 @@
-package kafkasink_test
+package kafkaclient_test
 
 import (
 	"strings"
@@ -6,7 +6,7 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
-	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/kafkaclient"
 )
 
 func TestSettingsThatWeakenDeliveryGuaranteesAreRefused(t *testing.T) {
@@ -32,7 +32,7 @@ func TestSettingsThatWeakenDeliveryGuaranteesAreRefused(t *testing.T) {
 			for k, v := range tc.props {
 				props[k] = v
 			}
-			s, err := kafkasink.New(kafkasink.Config{Topic: "t", Properties: props})
+			s, err := kafkaclient.New(kafkaclient.Config{Topic: "t", Properties: props})
 			if tc.ok != (err == nil) {
 				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
 			}
@@ -55,7 +55,7 @@ func TestOnlyErrorsRetryingCannotFixArePermanent(t *testing.T) {
 		kafka.ErrQueueFull:                false,
 		kafka.ErrOutOfOrderSequenceNumber: false,
 	} {
-		if got := kafkasink.IsPermanent(kafka.NewError(code, "", false)); got != want {
+		if got := kafkaclient.IsPermanent(kafka.NewError(code, "", false)); got != want {
 			t.Errorf("IsPermanent(%s) = %v, want %v", code, got, want)
 		}
 	}

@@ -1,13 +1,15 @@
-// Package kafkasink produces events to Kafka with librdkafka (through
-// confluent-kafka-go) under the guarantees the streamer promises: an
-// idempotent producer, acks from every in-sync replica, a delivery report for
-// every message (or, for a transactional producer, a commit that fails when
-// one was not delivered), and bounded queues so a slow Kafka slows the reader instead
-// of growing memory.
-package kafkasink
+// Package kafkaclient is the project's Kafka client, on librdkafka (through
+// confluent-kafka-go). It produces under the guarantees the streamer
+// promises: an idempotent producer, acks from every in-sync replica, a
+// delivery report for every message (or, for a transactional producer, a
+// commit that fails when one was not delivered), and bounded queues so a
+// slow Kafka slows the reader instead of growing memory. It also makes the
+// topics the streamer needs, and reads small topics whole with
+// read_committed (the progress topic, the keys a recovery looks for). It
+// knows nothing of PostgreSQL.
+package kafkaclient
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -122,8 +124,9 @@ func setByUser(props map[string]string, names ...string) bool {
 // guarded are settings an operator may not weaken.
 var guarded = map[string]string{"enable.idempotence": "true", "acks": "all"}
 
-// Sink is one producer.
-type Sink struct {
+// Producer is one Kafka producer, with the reads and topic work the
+// streamer does beside producing.
+type Producer struct {
 	p        *kafka.Producer
 	topic    string
 	dlq      string
@@ -174,7 +177,7 @@ func producerConfig(cfg Config) (kafka.ConfigMap, error) {
 }
 
 // New creates the producer; it connects lazily.
-func New(cfg Config) (*Sink, error) {
+func New(cfg Config) (*Producer, error) {
 	cm, err := producerConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -189,7 +192,7 @@ func New(cfg Config) (*Sink, error) {
 	if parts <= 0 {
 		parts = 6
 	}
-	return &Sink{p: p, topic: cfg.Topic, dlq: cfg.DeadLetterTopic, progress: cfg.ProgressTopic, parts: parts, reports: reports}, nil
+	return &Producer{p: p, topic: cfg.Topic, dlq: cfg.DeadLetterTopic, progress: cfg.ProgressTopic, parts: parts, reports: reports}, nil
 }
 
 // Check makes a producer from cfg and closes it at once, before it has
@@ -229,118 +232,25 @@ func sameSetting(k, v, want string) bool {
 }
 
 // Topic is the topic the sink produces to.
-func (s *Sink) Topic() string { return s.topic }
-
-// EnsureTopic makes sure the topic (and the dead-letter topic, when set)
-// exists. It looks them up first and creates only the missing ones, with the
-// configured partitions and the broker's default replication factor, so a
-// principal with WRITE and DESCRIBE on existing topics needs no CREATE. An
-// access the principal lacks is an *AccessError naming the ACL to grant;
-// IsPermanent is true for it.
-func (s *Sink) EnsureTopic(ctx context.Context) error {
-	admin, err := kafka.NewAdminClientFromProducer(s.p)
-	if err != nil {
-		return fmt.Errorf("kafka admin client: %w", err)
-	}
-	defer admin.Close()
-	parts := map[string]int{s.topic: s.parts}
-	if s.dlq != "" {
-		parts[s.dlq] = 1
-	}
-	if s.progress != "" {
-		parts[s.progress] = 1
-	}
-	names := slices.Sorted(maps.Keys(parts))
-	// DescribeTopics never auto-creates a topic, unlike a producer's
-	// metadata request on a broker with auto.create.topics.enable.
-	desc, err := admin.DescribeTopics(ctx, kafka.NewTopicCollectionOfTopicNames(names))
-	if err != nil {
-		return fmt.Errorf("describe topics %s: %w", strings.Join(names, ", "), err)
-	}
-	var missing []kafka.TopicSpecification
-	for _, d := range desc.TopicDescriptions {
-		switch d.Error.Code() {
-		case kafka.ErrNoError:
-		case kafka.ErrUnknownTopicOrPart, kafka.ErrUnknownTopic:
-			spec := kafka.TopicSpecification{Topic: d.Name, NumPartitions: parts[d.Name], ReplicationFactor: -1}
-			switch d.Name {
-			case s.progress:
-				// Only the last progress record per key matters.
-				// Compacted often: every session start reads it whole, and
-				// it takes a record and a transaction marker per Kafka
-				// transaction; compaction keeps a marker whose records are
-				// gone for delete.retention.ms (a day by default), here ten
-				// minutes.
-				spec.Config = map[string]string{"cleanup.policy": "compact", "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1",
-					"delete.retention.ms": "600000"}
-			case s.dlq:
-				// A dead letter may be the only copy of its row's event: keep it
-				// until someone deals with it.
-				spec.Config = map[string]string{"retention.ms": "-1"}
-			}
-			missing = append(missing, spec)
-		case kafka.ErrTopicAuthorizationFailed:
-			// Kafka hides whether the topic exists from a principal that
-			// may not describe it.
-			return &AccessError{Topic: d.Name, Operation: "DESCRIBE", Action: "look up", Hint: "grant WRITE and DESCRIBE on it (WRITE implies DESCRIBE)", Err: d.Error}
-		default:
-			return fmt.Errorf("describe topic %s: %w", d.Name, d.Error)
-		}
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	res, err := admin.CreateTopics(ctx, missing)
-	if err != nil {
-		return fmt.Errorf("create topic %s: %w", missing[0].Topic, err)
-	}
-	for _, r := range res {
-		switch r.Error.Code() {
-		case kafka.ErrNoError, kafka.ErrTopicAlreadyExists: // another process won the race
-		case kafka.ErrTopicAuthorizationFailed, kafka.ErrClusterAuthorizationFailed:
-			return &AccessError{Topic: r.Topic, Operation: "CREATE", Action: "create the missing",
-				Hint: fmt.Sprintf("create the topic yourself (replication factor 3, min.insync.replicas=2) or grant CREATE on topic %s", r.Topic), Err: r.Error}
-		default:
-			return fmt.Errorf("create topic %s: %w", r.Topic, r.Error)
-		}
-	}
-	return nil
-}
-
-// AccessError is Kafka refusing the streamer's principal an operation on a
-// topic: retrying cannot fix it, an operator must grant the ACL or create the
-// topic.
-type AccessError struct {
-	Topic     string
-	Operation string // the ACL operation missing: DESCRIBE or CREATE
-	Action    string
-	Hint      string
-	Err       error
-}
-
-func (e *AccessError) Error() string {
-	return fmt.Sprintf("kafka refused to %s topic %s (%v): the principal needs the %s ACL on it; %s", e.Action, e.Topic, e.Err, e.Operation, e.Hint)
-}
-
-func (e *AccessError) Unwrap() error { return e.Err }
+func (s *Producer) Topic() string { return s.topic }
 
 // Produce hands a message to librdkafka; its delivery report arrives on
 // Events with the opaque, unless the sink is transactional (Reports).
 // kafka.ErrQueueFull (as a kafka.Error) is the backpressure signal: wait for
 // deliveries and try again.
-func (s *Sink) Produce(key, value []byte, headers []envelope.Header, opaque any) error {
+func (s *Producer) Produce(key, value []byte, headers []envelope.Header, opaque any) error {
 	return s.produce(&s.topic, key, value, headers, opaque)
 }
 
 // ProduceDeadLetter is Produce to the dead-letter topic.
-func (s *Sink) ProduceDeadLetter(key, value []byte, headers []envelope.Header, opaque any) error {
+func (s *Producer) ProduceDeadLetter(key, value []byte, headers []envelope.Header, opaque any) error {
 	if s.dlq == "" {
 		return errors.New("no dead-letter topic configured")
 	}
 	return s.produce(&s.dlq, key, value, headers, opaque)
 }
 
-func (s *Sink) produce(topic *string, key, value []byte, headers []envelope.Header, opaque any) error {
+func (s *Producer) produce(topic *string, key, value []byte, headers []envelope.Header, opaque any) error {
 	if !s.reports {
 		// The client keeps an opaque until its report: with none coming, it
 		// would keep every one.
@@ -365,31 +275,31 @@ func (s *Sink) produce(topic *string, key, value []byte, headers []envelope.Head
 
 // Reports says whether every record gets a delivery report on Events: not
 // for a transactional sink, whose CommitTransaction reports for them all.
-func (s *Sink) Reports() bool { return s.reports }
+func (s *Producer) Reports() bool { return s.reports }
 
 // Events carries delivery reports (*kafka.Message) and client errors (kafka.Error).
-func (s *Sink) Events() chan kafka.Event { return s.p.Events() }
+func (s *Producer) Events() chan kafka.Event { return s.p.Events() }
 
 // Logs carries librdkafka's log lines; the owner must drain it.
-func (s *Sink) Logs() chan kafka.LogEvent { return s.p.Logs() }
+func (s *Producer) Logs() chan kafka.LogEvent { return s.p.Logs() }
 
 // Len is the number of messages not yet delivered or failed.
-func (s *Sink) Len() int { return s.p.Len() }
+func (s *Producer) Len() int { return s.p.Len() }
 
 // Abandon drops whatever is still queued, then closes: used when a session
 // ends in error, since those events will be read again from the slot.
-func (s *Sink) Abandon() {
+func (s *Producer) Abandon() {
 	_ = s.p.Purge(kafka.PurgeQueue | kafka.PurgeInFlight | kafka.PurgeNonBlocking)
 	s.p.Close()
 }
 
 // Close closes the producer; call it after every delivery was reported.
-func (s *Sink) Close() { s.p.Close() }
+func (s *Producer) Close() { s.p.Close() }
 
 // InjectFatalError makes librdkafka raise a fatal error, as when a broker
 // lost the idempotent producer's state: fault tests use it to prove the
 // streamer recovers.
-func (s *Sink) InjectFatalError() {
+func (s *Producer) InjectFatalError() {
 	s.p.TestFatalError(kafka.ErrOutOfOrderSequenceNumber, "injected by a fault test")
 }
 

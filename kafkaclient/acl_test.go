@@ -1,4 +1,4 @@
-package kafkasink_test
+package kafkaclient_test
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/userstream/userstream/internal/devkafka"
-	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/kafkaclient"
 )
 
 // prefixACL allows op on every topic whose name starts with prefix, the way
@@ -70,7 +70,7 @@ func TestEnsureTopicNeedsNoCreateRightWhenTheTopicExists(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// The platform team made the topic, as admin.
-	admin, err := kafkasink.New(kafkasink.Config{Topic: "app-users", Partitions: 3, Properties: saslProps(b, "admin", "admin-pw")})
+	admin, err := kafkaclient.New(kafkaclient.Config{Topic: "app-users", Partitions: 3, Properties: saslProps(b, "admin", "admin-pw")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestEnsureTopicNeedsNoCreateRightWhenTheTopicExists(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := kafkasink.New(kafkasink.Config{Topic: tc.topic, Partitions: 3, Properties: saslProps(b, tc.user, tc.user+"-pw")})
+			s, err := kafkaclient.New(kafkaclient.Config{Topic: tc.topic, Partitions: 3, Properties: saslProps(b, tc.user, tc.user+"-pw")})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,10 +104,10 @@ func TestEnsureTopicNeedsNoCreateRightWhenTheTopicExists(t *testing.T) {
 				t.Fatalf("EnsureTopic = %v, want ok=%v", err, tc.ok)
 			}
 			if err != nil {
-				if !kafkasink.IsPermanent(err) {
+				if !kafkaclient.IsPermanent(err) {
 					t.Errorf("%v is not permanent: the streamer would retry forever", err)
 				}
-				var ae *kafkasink.AccessError
+				var ae *kafkaclient.AccessError
 				if !errors.As(err, &ae) {
 					t.Errorf("%v is not an *AccessError", err)
 				}

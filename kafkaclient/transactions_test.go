@@ -1,4 +1,4 @@
-package kafkasink_test
+package kafkaclient_test
 
 import (
 	"context"
@@ -9,12 +9,12 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/userstream/userstream/internal/testenv"
-	"github.com/userstream/userstream/kafkasink"
+	"github.com/userstream/userstream/kafkaclient"
 )
 
 // drain serves a sink's delivery reports and logs, as librdkafka requires
 // during commits.
-func drain(s *kafkasink.Sink, stop <-chan struct{}) {
+func drain(s *kafkaclient.Producer, stop <-chan struct{}) {
 	for {
 		select {
 		case <-stop:
@@ -37,9 +37,9 @@ func TestASecondProducerOfTheSameTransactionalIDFencesTheFirst(t *testing.T) {
 		sent    bool // the zombie's record reached the broker before the takeover
 		refused func(error) bool
 	}{
-		{"its records sent", true, func(err error) bool { return kafkasink.IsFenced(err) || isFatal(err) }},
+		{"its records sent", true, func(err error) bool { return kafkaclient.IsFenced(err) || isFatal(err) }},
 		{"its records still queued", false, func(err error) bool {
-			return kafkasink.IsFenced(err) || isFatal(err) || kafkasink.RequiresAbort(err)
+			return kafkaclient.IsFenced(err) || isFatal(err) || kafkaclient.RequiresAbort(err)
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -51,14 +51,14 @@ func TestASecondProducerOfTheSameTransactionalIDFencesTheFirst(t *testing.T) {
 
 func fenceTheFirst(t *testing.T, sent bool, refused func(error) bool) {
 	bootstrap, topic := testenv.Kafka(t), testenv.Topic(t)
-	cfg := kafkasink.Config{Topic: topic, Partitions: 1, TransactionalID: testenv.Name(t, "txn"), ProgressTopic: topic + ".progress",
+	cfg := kafkaclient.Config{Topic: topic, Partitions: 1, TransactionalID: testenv.Name(t, "txn"), ProgressTopic: topic + ".progress",
 		Properties: map[string]string{"bootstrap.servers": bootstrap}}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	stop := make(chan struct{})
 	defer close(stop)
 
-	first, err := kafkasink.New(cfg)
+	first, err := kafkaclient.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func fenceTheFirst(t *testing.T, sent bool, refused func(error) bool) {
 		}
 	}
 
-	second, err := kafkasink.New(cfg)
+	second, err := kafkaclient.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func fenceTheFirst(t *testing.T, sent bool, refused func(error) bool) {
 	if len(records) != 1 || records[0].Key != "2" {
 		t.Fatalf("read_committed sees %v, want only the active producer's record", records)
 	}
-	last, err := kafkasink.LastValue(ctx, cfg.Properties, cfg.ProgressTopic, []byte("slot"))
+	last, err := kafkaclient.LastValue(ctx, cfg.Properties, cfg.ProgressTopic, []byte("slot"))
 	if err != nil || string(last) != `{"at":2}` {
 		t.Fatalf("last progress = %q, %v; want the committed one", last, err)
 	}
