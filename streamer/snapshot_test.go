@@ -1,12 +1,14 @@
 package streamer_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/userstream/userstream/internal/e2e"
 	"github.com/userstream/userstream/internal/testenv"
+	"github.com/userstream/userstream/streamer"
 )
 
 // firstRun makes the env look like a database the streamer has never seen:
@@ -90,4 +92,34 @@ func resumedAfter(out string) bool {
 		}
 	}
 	return false
+}
+
+// The snapshot follows the stream's policy for rows that make no valid
+// event: with POISON=stop it stops on the row, naming the column and the
+// way on but never the value, and sends no dead letter.
+func TestWithPoisonStopTheSnapshotStopsAtAPoisonRowWithoutQuotingIt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.firstRun(50)
+	e.exec(`INSERT INTO users (username, country_code, created_at, api_version) VALUES ('secret-poison', 'BE', 'infinity', 'test')`)
+	stop, finished := e.inProcessWith(func() streamer.Config {
+		c := e.config(0)
+		c.Poison = streamer.PoisonStop
+		return c
+	}())
+	select {
+	case <-finished:
+	case <-time.After(time.Minute):
+		t.Fatal("the streamer kept going for a minute after the snapshot met a poison row with POISON=stop")
+	}
+	err := stop()
+	if !errors.Is(err, streamer.ErrPermanent) || !strings.Contains(err.Error(), "created_at") || !strings.Contains(err.Error(), "POISON=dead-letter") {
+		t.Fatalf("err = %v, want a permanent stop naming the column and the way on", err)
+	}
+	if strings.Contains(err.Error()+e.logs.String(), "secret-poison") {
+		t.Fatal("the poison row's value reached the error or the log")
+	}
+	if n := e2e.TopicSize(t, e.kafka, e.topic+".dlq"); n != 0 {
+		t.Fatalf("%d dead letters, want none with POISON=stop", n)
+	}
 }
