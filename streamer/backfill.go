@@ -26,7 +26,7 @@ type BackfillResult = backfill.Result
 // publication as the streamer needs them, and once every user is in the
 // topic it records the publication as it is now.
 func (s *Streamer) Backfill(ctx context.Context, r BackfillRange) (BackfillResult, error) {
-	conn, err := pgx.Connect(ctx, s.cfg.DatabaseURL)
+	conn, err := s.database().Connect(ctx)
 	if err != nil {
 		return BackfillResult{}, fmt.Errorf("connect: %w", err)
 	}

@@ -100,7 +100,7 @@ func (s *Streamer) prepare(ctx context.Context, startLSN pglogrepl.LSN) (plan, e
 // connectPrimary connects to the primary DATABASE_URL names, and pins the
 // session's every connection to that server.
 func (s *Streamer) connectPrimary(ctx context.Context) (*pgx.Conn, replication.Target, error) {
-	conn, err := pgx.Connect(ctx, s.cfg.DatabaseURL)
+	conn, err := s.database().Connect(ctx)
 	s.postgresOK.Store(err == nil)
 	if err != nil {
 		return nil, replication.Target{}, fmt.Errorf("%w: connect: %w", errBeforeStart, err)

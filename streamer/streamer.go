@@ -254,7 +254,7 @@ func (s *Streamer) heartbeat(ctx context.Context) {
 		}
 		var err error
 		if conn == nil || conn.IsClosed() {
-			if conn, err = pgx.Connect(ctx, s.cfg.DatabaseURL); err != nil {
+			if conn, err = s.database().Connect(ctx); err != nil {
 				conn = nil
 				s.log.Warn().Err(err).Msg("heartbeat: connect")
 				continue
@@ -276,6 +276,12 @@ const (
 	AtLeastOnce = delivery.AtLeastOnce
 	ExactlyOnce = delivery.ExactlyOnce
 )
+
+// database is DATABASE_URL as given: each connection reaches whichever of
+// its hosts answers (with target_session_attrs=read-write, the primary). A
+// session pins its every connection to the server its first one reached
+// (replication.PinnedTo); the heartbeat and the commands follow the DSN.
+func (s *Streamer) database() replication.Target { return replication.Target{DSN: s.cfg.DatabaseURL} }
 
 // sinkConfig is the stream's producer, as its delivery mode needs it.
 func (s *Streamer) sinkConfig() kafkaclient.Config {

@@ -79,7 +79,7 @@ func (s *Streamer) AcceptTimeline(ctx context.Context) (string, int32, error) {
 	if b == nil {
 		return "", 0, fmt.Errorf("no timeline is recorded for slot %s on %s: there is nothing to accept", s.cfg.Slot, s.cfg.Kafka.ProgressTopic)
 	}
-	id, err := replication.Identify(ctx, replication.Target{DSN: s.cfg.DatabaseURL})
+	id, err := replication.Identify(ctx, s.database())
 	if err != nil {
 		return "", 0, err
 	}
