@@ -106,10 +106,11 @@ type Stream struct {
 	cfg      Config
 	sink     *kafkaclient.Producer
 	tracker  *checkpoint.Tracker
-	eo       *exactlyOnce // nil: at-least-once
-	skip     Progress     // exactly-once: what is already in Kafka
-	produced atomic.Int64 // records librdkafka accepted
-	reported atomic.Int64 // delivery reports served
+	eo       *exactlyOnce          // nil: at-least-once
+	skip     Progress              // exactly-once: what is already in Kafka
+	produced atomic.Int64          // records librdkafka accepted
+	reported atomic.Int64          // delivery reports served
+	fail     atomic.Pointer[error] // the first failed delivery report
 }
 
 // New returns the stream's delivery in cfg.Mode through sink, which must be
@@ -208,6 +209,9 @@ func (s *Stream) Durable(ctx context.Context, c *Chunk, key, cursor []byte) erro
 		return s.eo.durable(ctx, key, cursor)
 	}
 	for c.outstanding.Load() > 0 {
+		if err := s.failure(); err != nil {
+			return err
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -241,19 +245,30 @@ func (s *Stream) Finish(ctx context.Context) error {
 	return nil
 }
 
-// Flush waits until Kafka answered for every record produced: for a job
-// that must not end before everything it sent is durable. A failed record
-// ends Serve, which must cancel ctx.
+// Flush waits until Kafka took every record produced: for a job that must
+// not end before everything it sent is durable. It fails when a record
+// failed.
 func (s *Stream) Flush(ctx context.Context) error {
 	if s.eo != nil {
 		return s.eo.finish(ctx)
 	}
 	for s.reported.Load() < s.produced.Load() {
+		if err := s.failure(); err != nil {
+			return err
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(time.Millisecond):
 		}
+	}
+	return s.failure()
+}
+
+// failure is the first failed delivery report, if one came.
+func (s *Stream) failure() error {
+	if err := s.fail.Load(); err != nil {
+		return *err
 	}
 	return nil
 }

@@ -51,14 +51,20 @@ func (s *Stream) Serve(ctx context.Context, stop <-chan struct{}) error {
 
 // report handles one delivery report.
 func (s *Stream) report(m *kafka.Message) error {
-	s.reported.Add(1)
 	if err := m.TopicPartition.Error; err != nil {
 		s.failed()
 		if kafkaclient.IsPermanent(err) {
-			return fmt.Errorf("%w: %w", ErrRefused, err)
+			err = fmt.Errorf("%w: %w", ErrRefused, err)
+		} else {
+			err = fmt.Errorf("delivery failed: %w", err)
 		}
-		return fmt.Errorf("delivery failed: %w", err)
+		// Recorded before the report counts: whoever waits for the count
+		// (Flush, Durable) then finds the failure.
+		s.fail.CompareAndSwap(nil, &err)
+		s.reported.Add(1)
+		return err
 	}
+	s.reported.Add(1)
 	s.reachable(true)
 	switch o := m.Opaque.(type) {
 	case *Chunk:
