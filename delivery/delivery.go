@@ -114,9 +114,9 @@ type Stream struct {
 }
 
 // New returns the stream's delivery in cfg.Mode through sink, which must be
-// transactional exactly when the mode is exactly-once (kafkaclient.Config
-// from SinkConfig). tracker receives the source transactions' records; nil
-// for a stream of chunks only.
+// transactional exactly when the mode is exactly-once (its configuration
+// from Mode.Producer). tracker receives the source transactions' records;
+// nil for a stream of chunks only.
 func New(cfg Config, sink *kafkaclient.Producer, tracker *checkpoint.Tracker) *Stream {
 	s := &Stream{cfg: cfg, sink: sink, tracker: tracker}
 	if cfg.Mode == ExactlyOnce {
@@ -139,9 +139,9 @@ func (s *Stream) Start(ctx context.Context, properties map[string]string, progre
 // Skip makes Produce skip the records pr says are in Kafka.
 func (s *Stream) Skip(pr Progress) { s.skip = pr }
 
-// Produce hands record number Seq(t)+1 of t to Kafka, unless the progress
-// given to Skip says it is there already (skipped is then true), waiting
-// out a full queue. The tracker counts it before it is handed over.
+// Produce hands the next record of t to Kafka, unless the progress given
+// to Skip says it is there already (skipped is then true), waiting out a
+// full queue. The tracker counts it before it is handed over.
 func (s *Stream) Produce(ctx context.Context, t *Txn, r Record) (skipped bool, err error) {
 	// The record's number counts only once it is handed to Kafka (or found
 	// there): a progress record must never count one that a shutdown
