@@ -16,8 +16,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
@@ -133,8 +133,6 @@ type Producer struct {
 	progress string
 	parts    int
 	reports  bool // a delivery report per record on Events; false for a transactional producer
-	mu       sync.Mutex
-	headers  []kafka.Header // the record being produced's, reused
 }
 
 // producerConfig is the librdkafka configuration for cfg: the defaults,
@@ -256,19 +254,11 @@ func (s *Producer) produce(topic *string, key, value []byte, headers []envelope.
 		// would keep every one.
 		opaque = nil
 	}
-	// The client copies the headers into librdkafka's message before
-	// Produce returns, so one buffer serves every record.
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.headers = s.headers[:0]
-	for _, h := range headers {
-		s.headers = append(s.headers, kafka.Header{Key: h.Key, Value: h.Value})
-	}
 	return s.p.Produce(&kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: topic, Partition: kafka.PartitionAny},
 		Key:            key,
 		Value:          value,
-		Headers:        s.headers,
+		Headers:        kafkaHeaders(headers),
 		Opaque:         opaque,
 	}, nil)
 }
@@ -328,3 +318,16 @@ func IsPermanent(err error) bool {
 	}
 	return false
 }
+
+// kafkaHeaders is headers as the client's type, without a copy: the two
+// types are the same struct (the conversion below would not compile
+// otherwise), and the client copies them into librdkafka's message before
+// Produce returns.
+func kafkaHeaders(headers []envelope.Header) []kafka.Header {
+	if len(headers) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*kafka.Header)(unsafe.Pointer(unsafe.SliceData(headers))), len(headers))
+}
+
+var _ = kafka.Header(envelope.Header{}) // the same fields, in the same order
