@@ -209,13 +209,13 @@ func (s *Stream) Durable(ctx context.Context, c *Chunk, key, cursor []byte) erro
 		return s.eo.durable(ctx, key, cursor)
 	}
 	for c.outstanding.Load() > 0 {
+		// A failed record never counts down: its failure is the answer.
 		if err := s.failure(); err != nil {
 			return err
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		// A failed delivery ends the stream from Serve.
 		if err := s.keepAlive(ctx); err != nil {
 			return err
 		}
@@ -246,8 +246,10 @@ func (s *Stream) Finish(ctx context.Context) error {
 }
 
 // Flush waits until Kafka took every record produced: for a job that must
-// not end before everything it sent is durable. It fails when a record
-// failed.
+// not end before everything it sent is durable, and that made its last
+// chunk durable first (in exactly-once mode a chunk's records commit only
+// with their cursor, in Durable; Flush commits the stream's records). It
+// fails when a record failed.
 func (s *Stream) Flush(ctx context.Context) error {
 	if s.eo != nil {
 		return s.eo.finish(ctx)
