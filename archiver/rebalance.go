@@ -56,7 +56,7 @@ func (a *Archiver) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 func (a *Archiver) assign(tps []kafka.TopicPartition) ([]kafka.TopicPartition, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	objs, err := a.lake.List(ctx, lake.TopicPrefix(a.cfg.Topic))
+	objs, err := a.listLake(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("resume from the lake: %w", err)
 	}
@@ -94,6 +94,27 @@ func (a *Archiver) assign(tps []kafka.TopicPartition) ([]kafka.TopicPartition, e
 	}
 	a.log.Info().Int("files_in_lake", res.Count()).Int("partitions", len(out)).Msg("resumed from the lake")
 	return out, nil
+}
+
+// listLake lists the topic's files, retrying while the store does not
+// answer: partitions that arrive while the store is down wait for it, as a
+// put does, instead of ending the archiver. The caller's deadline (a
+// minute, well inside max.poll.interval.ms) bounds the wait.
+func (a *Archiver) listLake(ctx context.Context) ([]lake.Object, error) {
+	backoff := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		objs, err := a.lake.List(ctx, lake.TopicPrefix(a.cfg.Topic))
+		if err == nil || ctx.Err() != nil {
+			return objs, err
+		}
+		a.log.Warn().Int("attempt", attempt).Str("error", err.Error()).Msg("listing the lake failed; retrying")
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
 }
 
 func (a *Archiver) revoke(tps []kafka.TopicPartition, lost bool) {

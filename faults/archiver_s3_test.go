@@ -37,6 +37,13 @@ func TestOnS3ArchiverRidesOutTheStoreKilledAndRestarted(t *testing.T) {
 	s, srv := s3Lake(t, newStack(t))
 	s.streamer(0)
 	a := s.archiver(0)
+	// The store dies under an archiver that archives: the load starts once
+	// it has its partitions, which can take seconds while the topic is new.
+	// (A store down when they arrive is waited for too, but then no put
+	// fails and the scenario would prove nothing about puts.)
+	e2e.WaitFor(t, time.Minute, "the archiver to get its partitions", func() bool {
+		return strings.Contains(a.Output(), "resumed from the lake")
+	})
 	load := e2e.StartLoad(s.api, "s3down", sc.rate, sc.rows)
 	time.Sleep(time.Duration(sc.rows/3) * time.Second / time.Duration(sc.rate))
 	srv.Kill()
