@@ -3,7 +3,6 @@ package backfill
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -145,8 +144,6 @@ func (r *run) durable(ctx context.Context, c *delivery.Chunk, j job) error {
 	return r.w.d.Durable(ctx, c, []byte(r.cfg.Key), cursor)
 }
 
-var errFailed = errors.New("failed")
-
 // writer is a backfill's producer and its delivery. Its context ends when
 // a delivery fails.
 type writer struct {
@@ -208,10 +205,13 @@ func (w *writer) close() {
 	close(w.stop)
 	w.ended.Wait()
 	w.cancel()
-	if w.err(errFailed) == errFailed {
-		w.sink.Close()
-	} else {
+	w.mu.Lock()
+	failed := w.fail != nil
+	w.mu.Unlock()
+	if failed {
 		// Its records are sent again by the next run.
 		w.sink.Abandon()
+	} else {
+		w.sink.Close()
 	}
 }

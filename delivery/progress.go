@@ -72,11 +72,9 @@ func (pr Progress) Names() (Position, bool) {
 	return Position{LSN: pr.commit, Xid: pr.Xid, Time: t}, true
 }
 
-// Covers says whether record number seq (from 1) of the transaction
+// covers says whether record number seq (from 1) of the transaction
 // committed at commit is in Kafka by this progress. Transactions arrive in
 // commit order, so every earlier one is.
-func (pr Progress) Covers(commit uint64, seq int) bool { return pr.covers(commit, seq) }
-
 func (pr Progress) covers(commit uint64, seq int) bool {
 	switch {
 	case pr.commit == 0 || commit > pr.commit:
